@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every Debian package berth's build, demo, tests and benchmarks need (idempotent).
+set -euo pipefail
+pkgs=(
+  # build
+  build-essential pkg-config protobuf-compiler
+  # demo bundles and runtime peers
+  busybox-static runc crun
+  # VM test bed (pure cgroup v2 guest)
+  qemu-system-x86 cpio
+  # registry and image tooling for the CRI/image tests
+  docker-registry skopeo umoci containerd apache2-utils zstd
+  # benchmarks
+  hyperfine
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,24 @@
+//! Shared helpers for berth's integration tests.
+
+use std::path::PathBuf;
+
+/// Directory holding the built binaries (`berth`, `berth-cri`, ...).
+///
+/// `BERTH_BIN_DIR` overrides; otherwise it is the cargo profile directory this test
+/// executable was built into (`target/<profile>/deps/<test>` → `target/<profile>`), so
+/// tests always run against the binaries of the same build.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of one of the project's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
