@@ -1,0 +1,23 @@
+//! berth's OCI runtime library: everything behind the `berth` CLI.
+//!
+//! The create path, in order: [`spec`] (load and validate) → [`state`] (claim the
+//! container's directory) → [`cgroups`] → [`namespaces`] (plan) → [`process::spawn`]
+//! (clone, join/unshare, fork) → [`process::init`] ([`rootfs`], [`hooks`], [`console`],
+//! identity, exec fifo, execve), coordinated over [`sync`]. See docs/ARCHITECTURE.md.
+
+pub mod cgroups;
+pub mod console;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod logger;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod sysctl;
+
+pub use error::{Error, Result};

@@ -1,0 +1,90 @@
+//! Cloning the container's first process and, where needed, the intermediate stage that
+//! joins namespaces, unshares the rest and forks the init into its pid/time namespace.
+
+use super::init::{self, InitArgs};
+use crate::error::{Context, Result};
+use crate::namespaces;
+use crate::sync::{Channel, Msg};
+use nix::sched::CloneFlags;
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+use std::io::Read;
+
+/// fork(2) that also creates the namespaces in `flags` (the clone syscall without a new
+/// stack behaves like fork). Returns 0 in the child.
+pub fn clone(flags: CloneFlags) -> Result<i32> {
+    let bits = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a null stack gives fork semantics; berth is single-threaded here, so the
+    // child's copy of the address space is consistent.
+    let r = unsafe { libc::syscall(libc::SYS_clone, bits, 0usize, 0usize, 0usize, 0usize) };
+    if r < 0 {
+        return Err(nix::errno::Errno::last()).ctx("clone container process");
+    }
+    Ok(r as i32)
+}
+
+/// Entry of the cloned child: never returns. Errors go to the parent as `Failed`.
+pub fn child_main(args: InitArgs) -> ! {
+    let ch = args.channel;
+    let result = stage(args);
+    if let Err(e) = result {
+        let _ = ch.send(&Msg::Failed(e.to_string()));
+    }
+    // SAFETY: leave without running the parent's atexit handlers or destructors.
+    unsafe { libc::_exit(1) }
+}
+
+fn stage(mut args: InitArgs) -> Result<()> {
+    let ch: &Channel = args.channel;
+    ch.expect(&Msg::CgroupJoined)?;
+    namespaces::join(std::mem::take(&mut args.plan.joins))?;
+    if !args.plan.unshare.is_empty() {
+        nix::sched::unshare(args.plan.unshare).ctx("unshare namespaces")?;
+    }
+    if args.plan.new_user {
+        ch.send(&Msg::MapIds)?;
+        ch.expect(&Msg::IdsMapped)?;
+        become_userns_root(&args)?;
+    }
+    if let Some(offsets) = args.spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) {
+        if !offsets.is_empty() {
+            namespaces::set_time_offsets(offsets)?;
+        }
+    }
+    if args.plan.fork_init {
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("pipe")?;
+        // SAFETY: single-threaded; the child only continues the init sequence.
+        match unsafe { fork() }.ctx("fork init")? {
+            ForkResult::Child => {
+                drop(wr);
+                // Wait until the intermediate has told the parent our pid (EOF).
+                let mut f = std::fs::File::from(rd);
+                let _ = f.read(&mut [0u8; 1]);
+            }
+            ForkResult::Parent { child } => {
+                ch.send(&Msg::InitPid(child.as_raw()))?;
+                drop(wr);
+                // SAFETY: the intermediate's work is done.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+    match init::run(&args) {
+        Ok(never) => match never {},
+        Err(e) => Err(e),
+    }
+}
+
+/// Inside a new user namespace, act as its root (when the spec maps uid/gid 0).
+fn become_userns_root(args: &InitArgs) -> Result<()> {
+    let linux = args.spec.linux().as_ref();
+    let maps0 = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.is_some_and(|m| m.iter().any(|m| m.container_id() == 0))
+    };
+    if maps0(linux.and_then(|l| l.gid_mappings().as_ref())) {
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("setgid 0 in user namespace")?;
+    }
+    if maps0(linux.and_then(|l| l.uid_mappings().as_ref())) {
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx("setuid 0 in user namespace")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Loading and validating a bundle's `config.json`.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// A validated bundle: its absolute path, its spec and its absolute rootfs path.
+#[derive(Debug)]
+pub struct Bundle {
+    pub path: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+}
+
+/// Reads `<bundle>/config.json` and checks everything berth relies on later, so a bad
+/// config fails before anything is created.
+pub fn load(bundle: &Path) -> Result<Bundle> {
+    let path = std::fs::canonicalize(bundle)
+        .map_err(|e| Error::Spec(format!("bundle {}: {e}", bundle.display())))?;
+    let file = path.join("config.json");
+    let data = std::fs::read(&file).map_err(|e| Error::Spec(format!("read {}: {e}", file.display())))?;
+    let spec: Spec = serde_json::from_slice(&data)
+        .map_err(|e| Error::Spec(format!("malformed {}: {e}", file.display())))?;
+    let rootfs = validate(&path, &spec)?;
+    Ok(Bundle { path, spec, rootfs })
+}
+
+fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
+    let version = spec.version();
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" {
+        return Err(Error::Spec(format!("unsupported ociVersion {version:?}: berth supports 1.x")));
+    }
+    let root = spec.root().as_ref().ok_or_else(|| Error::Spec("config.json has no root".into()))?;
+    let rootfs = bundle.join(root.path());
+    let meta = std::fs::metadata(&rootfs)
+        .map_err(|e| Error::Spec(format!("rootfs {}: {e}", rootfs.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::Spec(format!("rootfs {} is not a directory", rootfs.display())));
+    }
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::Spec(format!("rootfs {}: {e}", rootfs.display())))?;
+
+    let process = spec.process().as_ref().ok_or_else(|| Error::Spec("config.json has no process".into()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Spec("process.args must not be empty".into()));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::Spec(format!("process.cwd {:?} is not absolute", process.cwd())));
+    }
+
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Spec("config.json has no linux section".into()))?;
+    let mut seen = HashSet::new();
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    for ns in namespaces {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::Spec(format!("namespace {} is listed twice", ns.typ())));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(Error::Spec(format!("namespace {} path {p:?} is not absolute", ns.typ())));
+            }
+        }
+    }
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        return Err(Error::Spec("a mount namespace is required".into()));
+    }
+    let has_user = seen.contains(&LinuxNamespaceType::User);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if maps && !has_user {
+        return Err(Error::Spec("uid/gid mappings need a user namespace".into()));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
+        && !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
+    {
+        return Err(Error::Spec("timeOffsets need a new time namespace".into()));
+    }
+    if linux.seccomp().is_some() {
+        return Err(Error::Unsupported("linux.seccomp (berth does not filter syscalls yet)".into()));
+    }
+    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
+        return Err(Error::Unsupported("process.apparmorProfile".into()));
+    }
+    if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) {
+        return Err(Error::Unsupported("process.selinuxLabel".into()));
+    }
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        if !m.destination().is_absolute() {
+            return Err(Error::Spec(format!("mount destination {:?} is not absolute", m.destination())));
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let all = [hooks.prestart(), hooks.create_runtime(), hooks.create_container(),
+            hooks.start_container(), hooks.poststart(), hooks.poststop()];
+        for h in all.into_iter().flatten().flatten() {
+            if !h.path().is_absolute() {
+                return Err(Error::Spec(format!("hook path {:?} is not absolute", h.path())));
+            }
+        }
+    }
+    for key in linux.sysctl().as_ref().map(|s| s.keys().collect::<Vec<_>>()).unwrap_or_default() {
+        crate::sysctl::path_of(key)?;
+    }
+    Ok(rootfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(config: &str) -> tempdir::Dir {
+        let d = tempdir::Dir::new();
+        std::fs::create_dir(d.0.join("rootfs")).unwrap();
+        std::fs::write(d.0.join("config.json"), config).unwrap();
+        d
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir()
+                    .join(format!("berth-spec-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn default_config() -> serde_json::Value {
+        let mut v = serde_json::to_value(Spec::default()).unwrap();
+        v["root"]["path"] = "rootfs".into();
+        v
+    }
+
+    #[test]
+    fn default_spec_loads() {
+        let d = bundle_with(&default_config().to_string());
+        let b = load(&d.0).unwrap();
+        assert!(b.rootfs.ends_with("rootfs"));
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+            (Box::new(|v| v["ociVersion"] = "0.9.0".into()), "unsupported ociVersion"),
+            (Box::new(|v| v["root"]["path"] = "nope".into()), "rootfs"),
+            (Box::new(|v| v["process"]["args"] = serde_json::json!([])), "args"),
+            (Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}])), "mount namespace"),
+            (Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"bogus"}])), "malformed"),
+            (Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"../x":"1"})), "sysctl"),
+        ];
+        for (edit, want) in cases {
+            let mut v = default_config();
+            edit(&mut v);
+            let d = bundle_with(&v.to_string());
+            let err = load(&d.0).unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} lacks {want:?}");
+        }
+        let d = bundle_with("{not json");
+        assert!(load(&d.0).unwrap_err().to_string().contains("malformed"));
+    }
+}
