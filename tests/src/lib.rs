@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod cgroup2;
+
 /// Directory holding the built binaries (`berth`, `berth-cri`, ...).
 ///
 /// `BERTH_BIN_DIR` overrides; otherwise it is the cargo profile directory this test
