@@ -23,9 +23,6 @@ struct Cli {
     /// Use systemd to manage cgroups (not supported: berth manages cgroupfs directly).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility; berth detects rootless mode itself.
-    #[arg(long, global = true, hide = true)]
-    rootless: Option<String>,
     /// Accepted for runc compatibility (checkpointing is not supported).
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,

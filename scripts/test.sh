@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test suite, against one release build: unit tests, the integration suites on this
+# host (berth, then the runtime suite with Debian's runc swapped in), and the suites that
+# need a pure cgroup v2 kernel inside the VM test bed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+export CARGO_TERM_COLOR=never
+cargo build --release --workspace --all-targets
+
+echo "== unit and integration tests (berth)"
+cargo test --release --workspace --no-fail-fast
+
+echo "== runtime suite with runc swapped in"
+BERTH_RUNTIME=runc cargo test --release -p berth-tests --test runtime --no-fail-fast
+
+if [ -x tests/vm/selftest ]; then
+  echo "== VM test bed self-test"
+  tests/vm/selftest
+fi
+if [ -x tests/vm/suite ]; then
+  echo "== cgroup v2 suites in the VM"
+  tests/vm/suite
+fi
