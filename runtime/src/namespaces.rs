@@ -57,7 +57,13 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
             }
         }
     }
-    let late = CloneFlags::CLONE_NEWCGROUP | flag(LinuxNamespaceType::Time);
+    let time = flag(LinuxNamespaceType::Time);
+    let mut late = CloneFlags::CLONE_NEWCGROUP | time;
+    if new.contains(time) {
+        // The time namespace forces a second fork; the pid namespace must then be
+        // unshared too, so that the forked init (not the intermediate) is its pid 1.
+        late |= CloneFlags::CLONE_NEWPID;
+    }
     let (clone, unshare) = if joins.is_empty() { (new - late, new & late) } else { (CloneFlags::empty(), new) };
     let pid_joined = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid);
     let fork_init = pid_joined
@@ -143,6 +149,8 @@ mod tests {
         let p = plan(&[ns(Mount), ns(Time)]).unwrap();
         assert!(p.unshare.contains(flag(Time)));
         assert!(p.fork_init);
+        let p = plan(&[ns(Mount), ns(Pid), ns(Time)]).unwrap();
+        assert!(p.unshare.contains(CloneFlags::CLONE_NEWPID) && !p.clone.contains(CloneFlags::CLONE_NEWPID));
     }
 
     #[test]

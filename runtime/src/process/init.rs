@@ -87,10 +87,11 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
     }
 
     rootfs::pivot(a.rootfs, a.no_pivot)?;
-    rootfs::finish(a.spec)?;
+    // Sysctls before readonlyPaths make /proc/sys read-only.
     if let Some(s) = linux.and_then(|l| l.sysctl().as_ref()) {
         crate::sysctl::apply(s)?;
     }
+    rootfs::finish(a.spec)?;
     if process.terminal().unwrap_or(false) {
         let sock = a.console_socket.ok_or_else(|| Error::Spec("terminal needs a console socket".into()))?;
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
