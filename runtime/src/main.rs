@@ -138,8 +138,7 @@ fn exec(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Run { create, detach, keep } => {
             let (o, sock) = opts(&root, create);
-            let _ = keep;
-            return Ok(run::run(&o, sock, detach)?);
+            return Ok(run::run(&o, sock, detach, keep)?);
         }
         Cmd::State { id } => {
             let s = list::state(&root, &id)?;

@@ -7,6 +7,7 @@
 use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Kind};
+use crate::logger;
 use crate::namespaces;
 use crate::process::{init::InitArgs, pidfd, spawn};
 use crate::spec;
@@ -81,10 +82,15 @@ fn listen_fds() -> (i32, Vec<String>) {
 /// terminal. Returns with the init blocked before execve.
 pub fn create(opts: &CreateOpts, console: Option<OwnedFd>) -> Result<State> {
     state::validate_id(&opts.id)?;
+    create_from(opts, spec::load(&opts.bundle)?, console)
+}
+
+/// [`create`] for a bundle the caller has already loaded.
+pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<OwnedFd>) -> Result<State> {
+    state::validate_id(&opts.id)?;
     let (listen, extra_env) = listen_fds();
     let preserve = opts.preserve_fds.max(0) + listen;
     check_preserved(preserve)?;
-    let bundle = spec::load(&opts.bundle)?;
     let process = bundle.spec.process().as_ref().expect("validated");
     let terminal = process.terminal().unwrap_or(false);
     match (terminal, console.is_some()) {
@@ -108,6 +114,7 @@ pub fn create(opts: &CreateOpts, console: Option<OwnedFd>) -> Result<State> {
     let cgroup = cgroups::path_for(linux.cgroups_path().as_deref(), &opts.id)?;
     cgroups::create(&cgroup, linux.resources().as_ref())?;
     cleanup.cgroup = Some(cgroup.clone());
+    logger::debug(&format!("{}: cgroup {}", opts.id, cgroup.display()));
 
     let fifo_path = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx("create exec fifo")?;
@@ -142,6 +149,7 @@ pub fn create(opts: &CreateOpts, console: Option<OwnedFd>) -> Result<State> {
     drop(child_ch);
     drop(console);
     cleanup.pids.push(pid);
+    logger::debug(&format!("{}: cloned pid {pid} ({:?})", opts.id, clone_flags));
 
     cgroups::add_process(&cgroup, pid)?;
     parent_ch.send(&Msg::CgroupJoined)?;
@@ -190,6 +198,7 @@ pub fn create(opts: &CreateOpts, console: Option<OwnedFd>) -> Result<State> {
     st.pid = init_pid;
     st.pid_start = state::proc_stat(init_pid).map(|(_, t)| t).ok_or_else(|| Error::Init("container init exited during create".into()))?;
     st.save(&opts.root)?;
+    logger::debug(&format!("{}: created, init pid {init_pid}", opts.id));
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, init_pid)?;
     }

@@ -17,11 +17,13 @@ use std::path::PathBuf;
 const FORWARDED: [Signal; 7] =
     [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
 
-pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool) -> Result<i32> {
-    let terminal = crate::spec::load(&opts.bundle)?.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+/// `keep` leaves the stopped container for `state` and `delete` instead of deleting it.
+pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool, keep: bool) -> Result<i32> {
+    let bundle = crate::spec::load(&opts.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     if detach {
         let console = console_socket.as_deref().map(console::connect).transpose()?;
-        create::create(opts, console)?;
+        create::create_from(opts, bundle, console)?;
         start::start(&opts.root, &opts.id)?;
         return Ok(0);
     }
@@ -35,7 +37,7 @@ pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool) -> 
         }
         (None, false) => (None, None),
     };
-    let st = create::create(opts, console)?;
+    let st = create::create_from(opts, bundle, console)?;
     let relay = ours.map(|sock| console::recv_master(&sock)).transpose();
     let relay = match relay {
         Ok(r) => r,
@@ -58,7 +60,9 @@ pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool) -> 
     let code = wait(&st, &mask);
     drop(raw_guard);
     let _ = mask.thread_unblock();
-    delete::destroy(&opts.root, &st);
+    if !keep {
+        delete::destroy(&opts.root, &st);
+    }
     code
 }
 
