@@ -16,7 +16,7 @@ const DEFAULT_PARENT: &str = "berth";
 pub fn root() -> Result<PathBuf> {
     for p in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         if let Ok(st) = nix::sys::statfs::statfs(p) {
-            if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
+            if st.filesystem_type().0 == CGROUP2_SUPER_MAGIC {
                 return Ok(PathBuf::from(p));
             }
         }

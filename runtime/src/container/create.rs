@@ -177,9 +177,10 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
             }
             Msg::InitPid(p) if init_pid == pid => {
                 init_pid = p;
-                cleanup.pids.insert(0, p);
-                // The intermediate exits right after reporting.
+                // The intermediate exits right after reporting; once reaped its pid may be
+                // reused, so only the init is left to clean up.
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                cleanup.pids = vec![p];
             }
             Msg::RunHooks => {
                 st.pid = init_pid;
