@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+pub mod bundle;
 pub mod cgroup2;
+pub mod console;
+pub mod runtime;
 
 /// Directory holding the built binaries (`berth`, `berth-cri`, ...).
 ///
