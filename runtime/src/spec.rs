@@ -86,6 +86,18 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) {
         return Err(Error::Unsupported("process.selinuxLabel".into()));
     }
+    let unsupported = [
+        ("process.ioPriority", process.io_priority().is_some()),
+        ("process.scheduler", process.scheduler().is_some()),
+        ("process.execCPUAffinity", process.exec_cpu_affinity().is_some()),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.netDevices", linux.net_devices().as_ref().is_some_and(|d| !d.is_empty())),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+        ("linux.personality flags", linux.personality().as_ref().is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty()))),
+    ];
+    if let Some((what, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(Error::Unsupported((*what).to_string()));
+    }
     for m in spec.mounts().as_deref().unwrap_or_default() {
         if !m.destination().is_absolute() {
             return Err(Error::Spec(format!("mount destination {:?} is not absolute", m.destination())));

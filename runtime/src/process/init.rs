@@ -103,6 +103,9 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
         crate::console::setup(sock, size, process.user().uid(), process.user().gid())?;
     }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        set_personality(p.domain())?;
+    }
     if let Some(l) = process.rlimits() {
         rlimits::apply(l)?;
     }
@@ -180,4 +183,18 @@ fn join_session_keyring(id: &str) -> Result<()> {
         Ok(_) | Err(nix::errno::Errno::ENOSYS) | Err(nix::errno::Errno::EACCES) | Err(nix::errno::Errno::EPERM) => Ok(()),
         Err(e) => Err(e).ctx("join session keyring"),
     }
+}
+
+/// linux.personality: LINUX32 makes uname report a 32-bit machine (as `linux32` does).
+fn set_personality(domain: oci_spec::runtime::LinuxPersonalityDomain) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain::*;
+    let persona: libc::c_ulong = match domain {
+        PerLinux => 0x0000,
+        PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality(2) takes a plain integer.
+    if unsafe { libc::personality(persona) } < 0 {
+        return Err(nix::errno::Errno::last()).ctx("set personality");
+    }
+    Ok(())
 }
