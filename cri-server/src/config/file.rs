@@ -1,0 +1,166 @@
+//! One configuration file (`berth.conf` or a drop-in) as written on disk: every key optional,
+//! unknown keys rejected. Errors name the file and the dotted key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub daemon: Option<DaemonSection>,
+    pub runtime: Option<RuntimeSection>,
+    pub image: Option<ImageSection>,
+    pub network: Option<NetworkSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    pub socket_path: Option<PathBuf>,
+    pub state_root: Option<PathBuf>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    pub default_handler: Option<String>,
+    pub monitor_path: Option<PathBuf>,
+    pub handlers: Option<BTreeMap<String, HandlerSection>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerSection {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSection {
+    pub root: Option<PathBuf>,
+    pub pause_image: Option<String>,
+    pub registries_conf: Option<PathBuf>,
+    pub registries_conf_dir: Option<PathBuf>,
+    pub auth_file: Option<PathBuf>,
+    pub max_layer_size: Option<u64>,
+    pub allow_device_nodes: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub cni_conf_dir: Option<PathBuf>,
+    pub cni_plugin_dirs: Option<Vec<PathBuf>>,
+}
+
+pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// Parses one file; `Ok(None)` when it does not exist and `optional` is set.
+pub fn parse_file(path: &Path, optional: bool) -> Result<Option<FileConfig>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError::Read {
+                file: path.to_path_buf(),
+                error: e,
+            })
+        }
+    };
+    parse_str(path, &text).map(Some)
+}
+
+pub fn parse_str(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    let cfg: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let msg = e.inner().message().to_string();
+        let line = e
+            .inner()
+            .span()
+            .filter(|_| !msg.starts_with("unknown field"))
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        ConfigError::Invalid {
+            file: path.to_path_buf(),
+            key,
+            line,
+            message: msg,
+        }
+    })?;
+    validate(path, &cfg)?;
+    Ok(cfg)
+}
+
+fn bad(path: &Path, key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        line: None,
+        message,
+    }
+}
+
+fn check_abs(path: &Path, key: &str, value: &Option<PathBuf>) -> Result<(), ConfigError> {
+    match value {
+        Some(p) if !p.is_absolute() => Err(bad(
+            path,
+            key,
+            format!("must be an absolute path, got {:?}", p),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks of values beyond their TOML type, done per file so the error names the file.
+fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
+    if let Some(d) = &cfg.daemon {
+        check_abs(path, "daemon.socket_path", &d.socket_path)?;
+        check_abs(path, "daemon.state_root", &d.state_root)?;
+        if let Some(l) = &d.log_level {
+            if !LOG_LEVELS.contains(&l.as_str()) {
+                return Err(bad(
+                    path,
+                    "daemon.log_level",
+                    format!("invalid value {l:?}, expected one of {}", LOG_LEVELS.join(", ")),
+                ));
+            }
+        }
+    }
+    if let Some(r) = &cfg.runtime {
+        check_abs(path, "runtime.monitor_path", &r.monitor_path)?;
+        if let Some(h) = &r.default_handler {
+            if h.is_empty() {
+                return Err(bad(path, "runtime.default_handler", "must not be empty".into()));
+            }
+        }
+        for (name, h) in r.handlers.iter().flatten() {
+            check_abs(path, &format!("runtime.handlers.{name}.path"), &Some(h.path.clone()))?;
+        }
+    }
+    if let Some(i) = &cfg.image {
+        check_abs(path, "image.root", &i.root)?;
+        check_abs(path, "image.registries_conf", &i.registries_conf)?;
+        check_abs(path, "image.registries_conf_dir", &i.registries_conf_dir)?;
+        check_abs(path, "image.auth_file", &i.auth_file)?;
+        if i.max_layer_size == Some(0) {
+            return Err(bad(path, "image.max_layer_size", "must be greater than 0".into()));
+        }
+        if let Some(p) = &i.pause_image {
+            if p.trim().is_empty() {
+                return Err(bad(path, "image.pause_image", "must not be empty".into()));
+            }
+        }
+    }
+    if let Some(n) = &cfg.network {
+        check_abs(path, "network.cni_conf_dir", &n.cni_conf_dir)?;
+        for (i, d) in n.cni_plugin_dirs.iter().flatten().enumerate() {
+            check_abs(path, &format!("network.cni_plugin_dirs[{i}]"), &Some(d.clone()))?;
+        }
+    }
+    Ok(())
+}

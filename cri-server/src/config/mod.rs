@@ -1,0 +1,287 @@
+//! berth-cri configuration, CRI-O style: `/etc/berth/berth.conf`, then drop-ins
+//! `/etc/berth/berth.conf.d/*.conf` in name order, then command-line flags.
+
+mod file;
+mod render;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use file::LOG_LEVELS;
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/berth.conf";
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/berth/berth.conf.d";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {file}: {error}")]
+    Read { file: PathBuf, error: std::io::Error },
+    #[error("config file {file}{}: key `{key}`: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("config directory {dir}: {source}")]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("flag {flag}: {message}")]
+    Flag { flag: String, message: String },
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub runtime: RuntimeConfig,
+    pub image: ImageConfig,
+    pub network: NetworkConfig,
+    /// Files that were applied, in order (not an option; shown in `config` output).
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonConfig {
+    pub socket_path: PathBuf,
+    pub state_root: PathBuf,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeConfig {
+    pub default_handler: String,
+    pub monitor_path: PathBuf,
+    pub handlers: BTreeMap<String, Handler>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Handler {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageConfig {
+    pub root: PathBuf,
+    pub pause_image: String,
+    pub registries_conf: PathBuf,
+    pub registries_conf_dir: PathBuf,
+    pub auth_file: PathBuf,
+    pub max_layer_size: u64,
+    pub allow_device_nodes: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkConfig {
+    pub cni_conf_dir: PathBuf,
+    pub cni_plugin_dirs: Vec<PathBuf>,
+}
+
+/// Values given on the command line; they win over every file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub config_dir: Option<PathBuf>,
+    pub socket_path: Option<PathBuf>,
+    pub state_root: Option<PathBuf>,
+    pub image_root: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub registries_conf: Option<PathBuf>,
+    pub registries_conf_dir: Option<PathBuf>,
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut handlers = BTreeMap::new();
+        handlers.insert(
+            "berth".to_string(),
+            Handler {
+                path: find_in_path("berth").unwrap_or_else(|| "/usr/local/bin/berth".into()),
+            },
+        );
+        Config {
+            daemon: DaemonConfig {
+                socket_path: "/run/berth/berth.sock".into(),
+                state_root: "/run/berth".into(),
+                log_level: "info".into(),
+            },
+            runtime: RuntimeConfig {
+                default_handler: "berth".into(),
+                monitor_path: find_in_path("berth-mon")
+                    .unwrap_or_else(|| "/usr/local/bin/berth-mon".into()),
+                handlers,
+            },
+            image: ImageConfig {
+                root: "/var/lib/berth/images".into(),
+                pause_image: "registry.k8s.io/pause:3.10".into(),
+                registries_conf: "/etc/containers/registries.conf".into(),
+                registries_conf_dir: "/etc/containers/registries.conf.d".into(),
+                auth_file: "/etc/berth/auth.json".into(),
+                max_layer_size: 16 << 30,
+                allow_device_nodes: false,
+            },
+            network: NetworkConfig {
+                cni_conf_dir: "/etc/cni/net.d".into(),
+                cni_plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            },
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// Drop-in files (`*.conf`) of a directory in name order; a missing directory has none.
+pub fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError::ReadDir {
+                dir: dir.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| ConfigError::ReadDir {
+            dir: dir.to_path_buf(),
+            source: e,
+        })?;
+        let p = ent.path();
+        if p.extension().is_some_and(|e| e == "conf") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl Config {
+    /// Loads defaults, the main file (optional unless given with `--config`), drop-ins, flags.
+    pub fn load(ov: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        let main = ov
+            .config_file
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG_FILE.into());
+        if let Some(f) = file::parse_file(&main, ov.config_file.is_none())? {
+            cfg.apply(f);
+            cfg.sources.push(main);
+        }
+        let dir = ov
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG_DIR.into());
+        for p in drop_in_files(&dir)? {
+            if let Some(f) = file::parse_file(&p, false)? {
+                cfg.apply(f);
+                cfg.sources.push(p);
+            }
+        }
+        cfg.apply_overrides(ov)?;
+        cfg.add_installed_handlers();
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, f: file::FileConfig) {
+        if let Some(d) = f.daemon {
+            set(&mut self.daemon.socket_path, d.socket_path);
+            set(&mut self.daemon.state_root, d.state_root);
+            set(&mut self.daemon.log_level, d.log_level);
+        }
+        if let Some(r) = f.runtime {
+            set(&mut self.runtime.default_handler, r.default_handler);
+            set(&mut self.runtime.monitor_path, r.monitor_path);
+            for (name, h) in r.handlers.unwrap_or_default() {
+                self.runtime.handlers.insert(name, Handler { path: h.path });
+            }
+        }
+        if let Some(i) = f.image {
+            set(&mut self.image.root, i.root);
+            set(&mut self.image.pause_image, i.pause_image);
+            set(&mut self.image.registries_conf, i.registries_conf);
+            set(&mut self.image.registries_conf_dir, i.registries_conf_dir);
+            set(&mut self.image.auth_file, i.auth_file);
+            set(&mut self.image.max_layer_size, i.max_layer_size);
+            set(&mut self.image.allow_device_nodes, i.allow_device_nodes);
+        }
+        if let Some(n) = f.network {
+            set(&mut self.network.cni_conf_dir, n.cni_conf_dir);
+            set(&mut self.network.cni_plugin_dirs, n.cni_plugin_dirs);
+        }
+    }
+
+    fn apply_overrides(&mut self, ov: &Overrides) -> Result<(), ConfigError> {
+        let abs = |flag: &str, p: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+            match p {
+                Some(p) if !p.is_absolute() => Err(ConfigError::Flag {
+                    flag: flag.into(),
+                    message: format!("must be an absolute path, got {p:?}"),
+                }),
+                other => Ok(other.clone()),
+            }
+        };
+        set(&mut self.daemon.socket_path, abs("--socket", &ov.socket_path)?);
+        set(&mut self.daemon.state_root, abs("--state-root", &ov.state_root)?);
+        set(&mut self.image.root, abs("--image-root", &ov.image_root)?);
+        set(
+            &mut self.image.registries_conf,
+            abs("--registries-conf", &ov.registries_conf)?,
+        );
+        set(
+            &mut self.image.registries_conf_dir,
+            abs("--registries-conf-dir", &ov.registries_conf_dir)?,
+        );
+        if let Some(l) = &ov.log_level {
+            if !LOG_LEVELS.contains(&l.as_str()) {
+                return Err(ConfigError::Flag {
+                    flag: "--log-level".into(),
+                    message: format!("invalid value {l:?}, expected one of {}", LOG_LEVELS.join(", ")),
+                });
+            }
+            self.daemon.log_level = l.clone();
+        }
+        Ok(())
+    }
+
+    /// `runc` and `crun` become handlers automatically when installed and not configured.
+    fn add_installed_handlers(&mut self) {
+        for name in ["runc", "crun"] {
+            if !self.runtime.handlers.contains_key(name) {
+                if let Some(path) = find_in_path(name) {
+                    self.runtime
+                        .handlers
+                        .insert(name.to_string(), Handler { path });
+                }
+            }
+        }
+    }
+
+    /// The effective configuration as documented TOML (output of `berth-cri config`).
+    pub fn to_documented_toml(&self) -> String {
+        render::render(self)
+    }
+
+    /// Path of the daemon's single-instance lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.daemon.state_root.join("berth-cri.lock")
+    }
+}
+
+fn set<T>(dst: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *dst = v;
+    }
+}

@@ -1,0 +1,80 @@
+//! Renders the effective configuration as TOML with every option documented.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::Config;
+
+fn s(v: &str) -> String {
+    toml::Value::String(v.to_string()).to_string()
+}
+
+fn p(v: &Path) -> String {
+    s(&v.to_string_lossy())
+}
+
+pub fn render(c: &Config) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# berth-cri effective configuration.");
+    if c.sources.is_empty() {
+        let _ = writeln!(o, "# Sources: built-in defaults only.");
+    } else {
+        let _ = writeln!(o, "# Sources, in the order applied (later wins), then flags:");
+        for f in &c.sources {
+            let _ = writeln!(o, "#   {}", f.display());
+        }
+    }
+    let _ = writeln!(o, "\n[daemon]");
+    let _ = writeln!(o, "# Unix socket serving CRI v1 (RuntimeService and ImageService), mode 0660.");
+    let _ = writeln!(o, "# Default: \"/run/berth/berth.sock\". Flag: --socket.");
+    let _ = writeln!(o, "socket_path = {}", p(&c.daemon.socket_path));
+    let _ = writeln!(o, "# Directory for runtime state (lock file preventing a second daemon).");
+    let _ = writeln!(o, "# Default: \"/run/berth\". Flag: --state-root.");
+    let _ = writeln!(o, "state_root = {}", p(&c.daemon.state_root));
+    let _ = writeln!(o, "# Log level: trace, debug, info, warn or error. Default: \"info\". Flag: --log-level.");
+    let _ = writeln!(o, "log_level = {}", s(&c.daemon.log_level));
+
+    let _ = writeln!(o, "\n[runtime]");
+    let _ = writeln!(o, "# Runtime handler used when a RunPodSandbox request names none. Default: \"berth\".");
+    let _ = writeln!(o, "default_handler = {}", s(&c.runtime.default_handler));
+    let _ = writeln!(o, "# Path of the container monitor (berth-mon). Default: berth-mon from PATH,");
+    let _ = writeln!(o, "# else \"/usr/local/bin/berth-mon\".");
+    let _ = writeln!(o, "monitor_path = {}", p(&c.runtime.monitor_path));
+    let _ = writeln!(o, "# Runtime handlers: name -> OCI runtime binary. \"berth\" is always defined");
+    let _ = writeln!(o, "# (default: berth from PATH, else /usr/local/bin/berth); \"runc\" and \"crun\" are");
+    let _ = writeln!(o, "# added automatically when found in PATH and not configured.");
+    for (name, h) in &c.runtime.handlers {
+        let _ = writeln!(o, "[runtime.handlers.{}]", s(name));
+        let _ = writeln!(o, "path = {}", p(&h.path));
+    }
+
+    let _ = writeln!(o, "\n[image]");
+    let _ = writeln!(o, "# Image store root (blobs, unpacked layers, image records, container rootfs).");
+    let _ = writeln!(o, "# Default: \"/var/lib/berth/images\". Flag: --image-root.");
+    let _ = writeln!(o, "root = {}", p(&c.image.root));
+    let _ = writeln!(o, "# Image of the pod infrastructure (pause) container. Default: \"registry.k8s.io/pause:3.10\".");
+    let _ = writeln!(o, "pause_image = {}", s(&c.image.pause_image));
+    let _ = writeln!(o, "# containers-registries.conf(5) v2 file and drop-in directory (*.conf, name order).");
+    let _ = writeln!(o, "# Defaults: \"/etc/containers/registries.conf\", \"/etc/containers/registries.conf.d\".");
+    let _ = writeln!(o, "# Flags: --registries-conf, --registries-conf-dir.");
+    let _ = writeln!(o, "registries_conf = {}", p(&c.image.registries_conf));
+    let _ = writeln!(o, "registries_conf_dir = {}", p(&c.image.registries_conf_dir));
+    let _ = writeln!(o, "# Docker-style credentials file ({{\"auths\": {{\"host\": {{\"auth\": base64(user:pass)}}}}}}),");
+    let _ = writeln!(o, "# used when a PullImage request carries no AuthConfig. Missing file = no credentials.");
+    let _ = writeln!(o, "# Default: \"/etc/berth/auth.json\".");
+    let _ = writeln!(o, "auth_file = {}", p(&c.image.auth_file));
+    let _ = writeln!(o, "# Decompression-bomb limit: maximum decompressed size of one layer, in bytes.");
+    let _ = writeln!(o, "# Default: 17179869184 (16 GiB).");
+    let _ = writeln!(o, "max_layer_size = {}", c.image.max_layer_size);
+    let _ = writeln!(o, "# Whether layers may create character/block device nodes (overlay whiteouts, 0:0");
+    let _ = writeln!(o, "# char devices made from .wh. entries, are always allowed). Default: false.");
+    let _ = writeln!(o, "allow_device_nodes = {}", c.image.allow_device_nodes);
+
+    let _ = writeln!(o, "\n[network]");
+    let _ = writeln!(o, "# CNI network configuration directory. Default: \"/etc/cni/net.d\".");
+    let _ = writeln!(o, "cni_conf_dir = {}", p(&c.network.cni_conf_dir));
+    let _ = writeln!(o, "# CNI plugin directories. Default: [\"/opt/cni/bin\", \"/usr/lib/cni\"].");
+    let dirs: Vec<String> = c.network.cni_plugin_dirs.iter().map(|d| p(d)).collect();
+    let _ = writeln!(o, "cni_plugin_dirs = [{}]", dirs.join(", "));
+    o
+}
