@@ -243,7 +243,10 @@ fn cgroup_kill_ends_every_process() {
     assert!(cg.read("cgroup.events").contains("populated 1"));
 
     cg.write("cgroup.kill", "1");
-    let status = child.wait().unwrap();
+    let status = Cgroup::wait_child(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("sh still running 10 s after cgroup.kill")
+    });
     assert_eq!(status.signal(), Some(libc::SIGKILL), "sh: {status:?}");
     assert!(
         Cgroup::wait_for(Duration::from_secs(10), || cg.read("cgroup.events").contains("populated 0")),

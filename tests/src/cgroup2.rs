@@ -170,6 +170,16 @@ impl Cgroup {
         cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?} in {}: {e}", self.path.display()))
     }
 
+    /// Waits for `child` to exit, at most `timeout`; `None` if it is still running.
+    pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        Self::wait_for(timeout, || {
+            status = child.try_wait().expect("wait for child");
+            status.is_some()
+        });
+        status
+    }
+
     /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
     pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + timeout;
