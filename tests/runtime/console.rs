@@ -11,7 +11,8 @@ fn terminal_via_console_socket() {
     let sock = ConsoleSocket::listen(&rt.scratch().join("console.sock"));
     rt.create_with(&id, &b, &["--console-socket", &sock.path_str()], |_| {}).ok();
     let mut m = sock.master(Duration::from_secs(10)).expect("pty master over the console socket");
-    assert!(m.name.starts_with("/dev/pts/") || m.name.is_empty() || m.name.contains("pts"), "pty name sent: {:?}", m.name);
+    // runc sends "/dev/ptmx"; others the slave's /dev/pts/N: any non-empty name.
+    assert!(!m.name.is_empty(), "the console message carries a name: {:?}", m.name);
     rt.start(&id).ok();
     let seen = m.read_until("tty-yes", Duration::from_secs(10));
     assert!(seen.contains("tty-yes"), "the container sees a terminal on stdin: {seen:?}");

@@ -55,10 +55,10 @@ fn root_and_cwd_inside_rootfs() {
     };
     assert!(out.starts_with("/tmp\n") && out.contains("bin") && !out.contains("config.json"), "{out}");
     // The host's view of the process: its root and cwd are inside the bundle's rootfs.
-    let root = fs::read_link(format!("/proc/{pid}/root")).unwrap();
-    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
-    let rootfs = fs::canonicalize(b.rootfs()).unwrap();
-    assert_eq!(root, rootfs, "process root is the rootfs");
-    assert_eq!(cwd, rootfs.join("tmp"), "process cwd is rootfs/tmp");
+    // By inode: after pivot_root in its own mount namespace the links only read "/".
+    use berth_tests::runtime::dev_ino;
+    assert_eq!(dev_ino(format!("/proc/{pid}/root")), dev_ino(b.rootfs()), "process root is the rootfs");
+    assert_eq!(dev_ino(format!("/proc/{pid}/cwd")), dev_ino(b.rootfs().join("tmp")), "process cwd is rootfs/tmp");
+    assert_ne!(dev_ino(format!("/proc/{pid}/root")), dev_ino("/"), "not the host root");
     rt.delete_force(&id).ok();
 }

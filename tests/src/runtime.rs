@@ -316,19 +316,33 @@ impl Runtime {
     }
 }
 
-/// PIDs whose root or cwd is inside `dir` (container processes of a bundle).
-pub fn processes_in(dir: &Path) -> Vec<i32> {
-    let d = dir.to_string_lossy().to_string();
+/// (device, inode) of a path, following links (also /proc/<pid>/root magic links).
+pub fn dev_ino(p: impl AsRef<Path>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// PIDs whose root directory is `rootfs` (the container processes of a bundle). Compared by
+/// (device, inode): after pivot_root in another mount namespace `readlink /proc/<pid>/root`
+/// only shows "/", but the root dentry is still the rootfs directory. Also matches a root or
+/// cwd link that names a path under `rootfs` (processes before pivot_root / chroot).
+pub fn processes_in(rootfs: &Path) -> Vec<i32> {
+    let d = rootfs.to_string_lossy().to_string();
+    let want = dev_ino(rootfs);
+    let me = std::process::id() as i32;
     let mut v = vec![];
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        for l in ["root", "cwd"] {
-            if let Ok(t) = fs::read_link(e.path().join(l)) {
-                if t.to_string_lossy().starts_with(&d) {
-                    v.push(pid);
-                    break;
-                }
-            }
+        if pid == me {
+            continue;
+        }
+        let root = e.path().join("root");
+        let by_inode = want.is_some() && dev_ino(&root) == want;
+        let by_path = ["root", "cwd"].iter().any(|l| {
+            fs::read_link(e.path().join(l)).is_ok_and(|t| t.to_string_lossy().starts_with(&d))
+        });
+        if by_inode || by_path {
+            v.push(pid);
         }
     }
     v

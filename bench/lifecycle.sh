@@ -1,0 +1,139 @@
+#!/bin/bash
+# Container lifecycle benchmark: N sequential create + start + wait + delete of a busybox
+# `/bin/true` container, as a shim would drive it (separate commands; "wait" polls /proc/<pid>
+# of the init from --pid-file until it is gone or a zombie), for berth, runc and crun.
+#
+#   bench/lifecycle.sh [N]          (default N=100; root needed)
+#   BERTH=/path/to/berth RUNC=... CRUN=... bench/lifecycle.sh 50
+#
+# Prints per runtime the median and p95 wall time of one lifecycle and berth's ratio to the
+# others. Debian's crun 1.8 refuses hybrid cgroup hosts ("cgroups in hybrid mode not
+# supported"), so crun's loop runs in a private mount namespace where /sys/fs/cgroup/unified
+# is unmounted (only in that namespace; the host's mounts are never changed).
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+self="$here/$(basename "$0")"
+
+# --loop RUNTIME ROOT BUNDLE N OUT: the timed loop (also re-entered inside crun's namespace).
+if [ "${1:-}" = "--loop" ]; then
+    rt=$2 root=$3 bundle=$4 n=$5 out=$6
+    : > "$out"
+    pidf="$root.pid"
+    for ((i = -5; i < n; i++)); do   # 5 warm-up rounds, not recorded
+        id="bench-$$-$i"
+        t0=$EPOCHREALTIME
+        "$rt" --root "$root" create --bundle "$bundle" --pid-file "$pidf" "$id" </dev/null >/dev/null 2>"$root.err" ||
+            { echo "$rt create failed: $(cat "$root.err")" >&2; exit 1; }
+        read -r pid < "$pidf"
+        "$rt" --root "$root" start "$id" </dev/null >/dev/null 2>"$root.err" ||
+            { echo "$rt start failed: $(cat "$root.err")" >&2; exit 1; }
+        while [ -d "/proc/$pid" ]; do
+            st=$(< "/proc/$pid/stat") 2>/dev/null || break
+            st=${st##*) }
+            [ "${st:0:1}" = Z ] && break
+        done
+        "$rt" --root "$root" delete "$id" </dev/null >/dev/null 2>"$root.err" ||
+            { echo "$rt delete failed: $(cat "$root.err")" >&2; exit 1; }
+        t1=$EPOCHREALTIME
+        if ((i >= 0)); then
+            echo $(( (${t1/./} - ${t0/./}) )) >> "$out"   # microseconds
+        fi
+    done
+    exit 0
+fi
+
+N=${1:-${N:-100}}
+BERTH=${BERTH:-$here/../target/release/berth}
+RUNC=${RUNC:-/usr/bin/runc}
+CRUN=${CRUN:-/usr/bin/crun}
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/bt-bench.XXXXXX)
+cleanup() {
+    for rt in "$BERTH" "$RUNC" "$CRUN"; do
+        for root in "$work"/root-*; do
+            [ -d "$root" ] || continue
+            for id in $("$rt" --root "$root" list -q 2>/dev/null); do
+                "$rt" --root "$root" delete --force "$id" >/dev/null 2>&1
+            done
+        done
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+bundle=$work/bundle
+mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys" "$bundle/rootfs/tmp"
+cp /bin/busybox "$bundle/rootfs/bin/busybox"
+ln -s busybox "$bundle/rootfs/bin/true"
+ln -s busybox "$bundle/rootfs/bin/sh"
+cat > "$bundle/config.json" <<'JSON'
+{
+  "ociVersion": "1.0.2",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/bin/true"],
+    "env": ["PATH=/bin"],
+    "cwd": "/",
+    "capabilities": {
+      "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+      "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+      "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    },
+    "noNewPrivileges": true
+  },
+  "root": {"path": "rootfs", "readonly": true},
+  "hostname": "bench",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+  ],
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+    "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+    "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+  }
+}
+JSON
+
+# stats FILE → "median p95" in ms
+stats() {
+    sort -n "$1" | awk '{ v[NR] = $1 } END {
+        m = int((NR + 1) / 2); p = int(NR * 0.95 + 0.999999); if (p < 1) p = 1;
+        printf "%.2f %.2f\n", v[m] / 1000, v[p] / 1000 }'
+}
+
+declare -A MED P95
+printf '%-6s %5s %10s %10s\n' runtime n median_ms p95_ms
+for name in berth runc crun; do
+    case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; esac
+    if [ ! -x "$rt" ]; then
+        echo "$name: not built ($rt missing)"
+        continue
+    fi
+    root=$work/root-$name
+    mkdir -p "$root"
+    out=$work/times-$name
+    if [ $name = crun ] && [ -d /sys/fs/cgroup/unified ] && grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
+        unshare -m --propagation private bash -c 'umount /sys/fs/cgroup/unified && exec "$@"' _ \
+            "$self" --loop "$rt" "$root" "$bundle" "$N" "$out"
+    else
+        "$self" --loop "$rt" "$root" "$bundle" "$N" "$out"
+    fi || { echo "$name: failed"; continue; }
+    read -r med p95 < <(stats "$out")
+    MED[$name]=$med P95[$name]=$p95
+    printf '%-6s %5s %10s %10s\n' "$name" "$N" "$med" "$p95"
+done
+
+if [ -n "${MED[berth]:-}" ]; then
+    for other in runc crun; do
+        [ -n "${MED[$other]:-}" ] || continue
+        awk -v a="${MED[berth]}" -v b="${MED[$other]}" -v pa="${P95[berth]}" -v pb="${P95[$other]}" -v o="$other" \
+            'BEGIN { printf "berth/%s: median %.2fx, p95 %.2fx\n", o, a / b, pa / pb }'
+    done
+fi
