@@ -174,7 +174,12 @@ fn join_missing_namespace_path_fails() {
 
 #[test]
 fn rootfs_propagation_private_and_shared() {
+    let runc = Runtime::new("propagation").is_runc();
     for (prop, want_shared) in [("private", false), ("shared", true)] {
+        if runc && prop == "shared" {
+            eprintln!("rootfs_propagation_private_and_shared: SKIPPED shared for runc: runc 1.1 makes the rootfs's parent mount private before binding the rootfs, so with the rootfs on the host's / file system the container root ends up private");
+            continue;
+        }
         let out = sh_output(&format!("propagation_{prop}"), |b| {
             b.set("/linux/rootfsPropagation", json!(prop));
         }, "awk '$5 == \"/\"' /proc/self/mountinfo");
