@@ -67,7 +67,9 @@ pub fn apply(process: &Process) -> Result<()> {
         set(CapSet::Inheritable, &s.inheritable)?;
         set(CapSet::Effective, &s.effective)?;
         set(CapSet::Permitted, &s.permitted)?;
-        for cap in &s.ambient {
+        // The kernel only lets a capability be ambient if it is permitted and inheritable;
+        // like runc, skip the others rather than fail (specs often list ambient alone).
+        for cap in s.ambient.iter().filter(|c| s.permitted.contains(c) && s.inheritable.contains(c)) {
             caps::raise(None, CapSet::Ambient, *cap).map_err(|e| Error::Spec(format!("raise ambient {cap}: {e}")))?;
         }
     }
