@@ -201,10 +201,24 @@ fn spec_devices_in_user_namespace() {
     assert_eq!(field(&out, "id"), Some("0"));
 }
 
+/// Restores a host sysctl file on drop (in case a broken runtime changed it).
+struct RestoreSysctl(&'static str, String);
+impl Drop for RestoreSysctl {
+    fn drop(&mut self) {
+        if read(self.0) != self.1 {
+            eprintln!("restoring host {} to {:?} (the runtime changed it)", self.0, self.1.trim());
+            let _ = fs::write(self.0, &self.1);
+        }
+    }
+}
+
+/// One test (not two in parallel) so the host-value checks cannot see each other's effects.
 #[test]
-fn sysctls_applied_in_new_namespaces() {
+fn sysctls_applied_in_new_namespaces_and_refused_for_host_ones() {
     let host_fwd = read("/proc/sys/net/ipv4/ip_forward");
     let host_shmmax = read("/proc/sys/kernel/shmmax");
+    let _g1 = RestoreSysctl("/proc/sys/net/ipv4/ip_forward", host_fwd.clone());
+    let _g2 = RestoreSysctl("/proc/sys/kernel/shmmax", host_shmmax.clone());
     let new_fwd = if host_fwd.trim() == "1" { "0" } else { "1" };
     let out = sh_output("sysctl", |b| {
         b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": new_fwd, "kernel.shmmax": "123456789"}));
@@ -213,16 +227,21 @@ fn sysctls_applied_in_new_namespaces() {
     assert_eq!(field(&out, "shmmax"), Some("123456789"), "{out}");
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), host_fwd, "host ip_forward untouched");
     assert_eq!(read("/proc/sys/kernel/shmmax"), host_shmmax, "host shmmax untouched");
-}
 
-#[test]
-fn sysctl_for_shared_namespace_refused() {
-    // net.* sysctl without a network namespace would change the host: must be refused.
-    let host_fwd = read("/proc/sys/net/ipv4/ip_forward");
+    // A net.* sysctl without a network namespace (or kernel.shm* without an ipc namespace)
+    // would change the host: it must be refused.
     let o = sh_run("sysctl_hostns", |b| {
         b.remove_namespace("network");
-        b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": if host_fwd.trim() == "1" { "0" } else { "1" }}));
+        b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": new_fwd}));
     }, "true");
+    let changed = read("/proc/sys/net/ipv4/ip_forward") != host_fwd;
+    assert!(!changed, "the runtime changed the HOST's net.ipv4.ip_forward (container without a netns): {}", o.describe());
     o.fails_mentioning(&["sysctl", "net.ipv4.ip_forward", "namespace"]);
-    assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), host_fwd, "host ip_forward untouched");
+    let o = sh_run("sysctl_hostipc", |b| {
+        b.remove_namespace("ipc");
+        b.set("/linux/sysctl", json!({"kernel.shmmax": "123456789"}));
+    }, "true");
+    let changed = read("/proc/sys/kernel/shmmax") != host_shmmax;
+    assert!(!changed, "the runtime changed the HOST's kernel.shmmax (container without an ipc ns): {}", o.describe());
+    o.fails_mentioning(&["sysctl", "kernel.shmmax", "namespace"]);
 }
