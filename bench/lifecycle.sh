@@ -15,13 +15,13 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 self="$here/$(basename "$0")"
 
-# --loop RUNTIME ROOT BUNDLE N OUT: the timed loop (also re-entered inside crun's namespace).
+# --loop RUNTIME ROOT BUNDLE N OUT WARMUP: the timed loop, appending one line (microseconds)
+# per lifecycle to OUT after WARMUP unrecorded rounds (also re-entered inside crun's namespace).
 if [ "${1:-}" = "--loop" ]; then
-    rt=$2 root=$3 bundle=$4 n=$5 out=$6
-    : > "$out"
+    rt=$2 root=$3 bundle=$4 n=$5 out=$6 warm=$7
     pidf="$root.pid"
-    for ((i = -5; i < n; i++)); do   # 5 warm-up rounds, not recorded
-        id="bench-$$-$i"
+    for ((i = -warm; i < n; i++)); do
+        id="bench-$$-$RANDOM-$i"
         t0=$EPOCHREALTIME
         "$rt" --root "$root" create --bundle "$bundle" --pid-file "$pidf" "$id" </dev/null >/dev/null 2>"$root.err" ||
             { echo "$rt create failed: $(cat "$root.err")" >&2; exit 1; }
@@ -108,26 +108,53 @@ stats() {
         printf "%.2f %.2f\n", v[m] / 1000, v[p] / 1000 }'
 }
 
-declare -A MED P95
-printf '%-6s %5s %10s %10s\n' runtime n median_ms p95_ms
+# The runtimes take turns in blocks of BLOCK lifecycles, so that a change in machine load
+# (other jobs) hits all of them alike.
+BLOCK=${BLOCK:-10}
+declare -A MED P95 FAILED
+names=()
 for name in berth runc crun; do
     case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; esac
     if [ ! -x "$rt" ]; then
         echo "$name: not built ($rt missing)"
         continue
     fi
-    root=$work/root-$name
-    mkdir -p "$root"
-    out=$work/times-$name
-    if [ $name = crun ] && [ -d /sys/fs/cgroup/unified ] && grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
+    names+=("$name")
+    mkdir -p "$work/root-$name"
+    : > "$work/times-$name"
+done
+
+loop() { # NAME COUNT WARMUP
+    local name=$1 rt root=$work/root-$1 out=$work/times-$1
+    case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; esac
+    if [ $name = crun ] && grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
         unshare -m --propagation private bash -c 'umount /sys/fs/cgroup/unified && exec "$@"' _ \
-            "$self" --loop "$rt" "$root" "$bundle" "$N" "$out"
+            "$self" --loop "$rt" "$root" "$bundle" "$2" "$out" "$3"
     else
-        "$self" --loop "$rt" "$root" "$bundle" "$N" "$out"
-    fi || { echo "$name: failed"; continue; }
+        "$self" --loop "$rt" "$root" "$bundle" "$2" "$out" "$3"
+    fi
+}
+
+done_n=0
+while ((done_n < N)); do
+    k=$((N - done_n < BLOCK ? N - done_n : BLOCK))
+    for name in "${names[@]}"; do
+        [ -n "${FAILED[$name]:-}" ] && continue
+        loop "$name" "$k" $((done_n == 0 ? 5 : 0)) || FAILED[$name]=1
+    done
+    done_n=$((done_n + k))
+done
+
+printf '%-6s %5s %10s %10s\n' runtime n median_ms p95_ms
+for name in "${names[@]}"; do
+    out=$work/times-$name
+    if [ -n "${FAILED[$name]:-}" ]; then
+        echo "$name: failed"
+        continue
+    fi
     read -r med p95 < <(stats "$out")
     MED[$name]=$med P95[$name]=$p95
-    printf '%-6s %5s %10s %10s\n' "$name" "$N" "$med" "$p95"
+    printf '%-6s %5s %10s %10s\n' "$name" "$(wc -l < "$out")" "$med" "$p95"
 done
 
 if [ -n "${MED[berth]:-}" ]; then
