@@ -1,1 +1,8 @@
 //! Integration tests of `berth-cri` through its CRI gRPC socket, as kubelet would.
+
+mod common;
+mod config;
+mod grpc;
+mod hostile;
+mod import;
+mod pull;

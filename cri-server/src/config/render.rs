@@ -58,6 +58,7 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "# Defaults: \"/etc/containers/registries.conf\", \"/etc/containers/registries.conf.d\".");
     let _ = writeln!(o, "# Flags: --registries-conf, --registries-conf-dir.");
     let _ = writeln!(o, "registries_conf = {}", p(&c.image.registries_conf));
+    let _ = writeln!(o, "# Drop-in directory for registries_conf.");
     let _ = writeln!(o, "registries_conf_dir = {}", p(&c.image.registries_conf_dir));
     let _ = writeln!(o, "# Docker-style credentials file ({{\"auths\": {{\"host\": {{\"auth\": base64(user:pass)}}}}}}),");
     let _ = writeln!(o, "# used when a PullImage request carries no AuthConfig. Missing file = no credentials.");

@@ -40,7 +40,7 @@ struct DockerEntry {
 
 /// Imports every image of the archive; `name` names images whose archive has no full name.
 pub fn import_archive(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImportError> {
-    let _gc = store.gc_shared()?;
+    let gc = store.gc_shared()?;
     let tmp = store.tmp_path("import");
     fs::create_dir_all(&tmp).map_err(super::store::ioe(&tmp))?;
     let res = (|| {
@@ -63,8 +63,45 @@ pub fn import_archive(store: &Store, file: &Path, name: Option<&str>) -> Result<
             })
         }
     })();
-    let _ = fs::remove_dir_all(&tmp);
+    if res.is_err() {
+        // Remove whatever this import stored that no image references.
+        let mut digests = Vec::new();
+        for sub in ["blobs/sha256", "layers"] {
+            for e in fs::read_dir(tmp.join(sub)).into_iter().flatten().flatten() {
+                digests.push(format!("sha256:{}", e.file_name().to_string_lossy()));
+            }
+        }
+        digests.extend(docker_digests(&tmp));
+        drop(gc);
+        let _ = fs::remove_dir_all(&tmp);
+        if let Err(e) = store.discard_unreferenced(&digests) {
+            tracing::warn!(error = %e, "cleaning up after failed import");
+        }
+    } else {
+        let _ = fs::remove_dir_all(&tmp);
+    }
     res
+}
+
+/// Digests of the files of an extracted docker archive (what the import may have stored).
+fn docker_digests(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() => {
+                    if let Ok(h) = super::store::sha256_file(&p) {
+                        out.push(h);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn fmt_err(file: &Path, message: impl Into<String>) -> ImportError {

@@ -23,7 +23,7 @@ use super::store::{ImageRecord, LayerRef, Store, StoreError};
 pub enum PullError {
     #[error(transparent)]
     Resolve(Box<dyn std::error::Error + Send + Sync>),
-    #[error("registry {endpoint}: {message}")]
+    #[error("{message}")]
     Registry { endpoint: String, message: String },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -44,6 +44,9 @@ pub enum PullError {
     #[error("internal task failure: {0}")]
     Join(String),
 }
+
+/// Digests a pull touched, to clean up after a failure.
+type Touched = std::sync::Mutex<Vec<String>>;
 
 pub struct Puller {
     pub store: Arc<Store>,
@@ -83,7 +86,8 @@ impl Puller {
         let regs = self.registries()?;
         let candidates = regs.resolve(image).map_err(PullError::Resolve)?;
         let store = self.store.clone();
-        let _gc = blocking(move || store.gc_shared()).await?;
+        let gc = blocking(move || store.gc_shared()).await?;
+        let touched = Touched::default();
         let mut attempts = Vec::new();
         for cand in &candidates {
             for ep in &cand.endpoints {
@@ -93,7 +97,7 @@ impl Puller {
                 };
                 tracing::info!(image = %cand.name, registry = %ep.registry, repository = %ep.repository,
                     mirror = ep.mirror, insecure = ep.insecure, "pulling");
-                match self.pull_from(&cand.name, ep, creds).await {
+                match self.pull_from(&cand.name, ep, creds, &touched).await {
                     Ok(rec) => return Ok(rec),
                     Err(e) => {
                         tracing::warn!(image = %cand.name, registry = %ep.registry, error = %e, "pull attempt failed");
@@ -103,13 +107,26 @@ impl Puller {
                 }
             }
         }
+        drop(gc);
+        // Nothing of a failed pull stays (blobs and layers other images use are kept).
+        let digests = touched.into_inner().unwrap_or_default();
+        let store = self.store.clone();
+        if let Err(e) = blocking(move || store.discard_unreferenced(&digests)).await {
+            tracing::warn!(error = %e, "cleaning up after failed pull");
+        }
         Err(PullError::AllFailed {
             image: image.into(),
             attempts,
         })
     }
 
-    async fn pull_from(&self, name: &ImageName, ep: &Endpoint, creds: Option<Credentials>) -> Result<ImageRecord, PullError> {
+    async fn pull_from(
+        &self,
+        name: &ImageName,
+        ep: &Endpoint,
+        creds: Option<Credentials>,
+        touched: &Touched,
+    ) -> Result<ImageRecord, PullError> {
         let client = Client::new(ClientConfig {
             protocol: if ep.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
             platform_resolver: None,
@@ -169,6 +186,10 @@ impl Puller {
                 }
             }
         };
+        if let Ok(mut t) = touched.lock() {
+            t.push(config.digest.clone());
+            t.extend(layers.iter().map(|l| l.digest.clone()));
+        }
         // Config first (small, and it gives the diff_ids every layer is checked against).
         self.fetch_blob(&client, &reference, &config, ep).await?;
         let store = self.store.clone();

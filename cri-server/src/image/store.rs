@@ -507,8 +507,8 @@ impl Store {
         Ok(users)
     }
 
-    /// RemoveImage: by id removes the image; by tag/digest removes that name and the image
-    /// only once it has no names left. Refused while a container uses the image.
+    /// RemoveImage: by id, digest, or its only tag removes the image; by one of several tags
+    /// removes just that tag. Refused while a container uses the image.
     /// Returns `Ok(false)` when nothing matched.
     pub fn remove_image(&self, reference: &str, names: &[String]) -> Result<bool, StoreError> {
         let _gc = self.gc_exclusive()?;
@@ -516,17 +516,15 @@ impl Store {
         let Some(mut rec) = self.find_image(reference, names)? else {
             return Ok(false);
         };
-        let by_name: Vec<String> = names
+        // Removing one tag of an image that has other tags only untags it.
+        let tags: Vec<String> = names
             .iter()
             .chain(std::iter::once(&reference.to_string()))
-            .filter(|n| rec.repo_tags.contains(n) || rec.repo_digests.contains(n))
+            .filter(|n| rec.repo_tags.contains(n))
             .cloned()
             .collect();
-        let remaining = rec.repo_tags.len() + rec.repo_digests.len();
-        if !by_name.is_empty() && remaining > by_name.len() {
-            rec.repo_tags.retain(|t| !by_name.contains(t));
-            rec.repo_digests.retain(|d| !by_name.contains(d));
-            // Keep digests only for repositories still tagged.
+        if !tags.is_empty() && rec.repo_tags.len() > tags.len() {
+            rec.repo_tags.retain(|t| !tags.contains(t));
             self.write_record(&rec)?;
             return Ok(true);
         }
@@ -544,8 +542,20 @@ impl Store {
         Ok(true)
     }
 
+    /// After a failed pull/import: removes the blobs and layers of `digests` that no image
+    /// references, so a failure leaves the store as it was. Takes the exclusive gc lock
+    /// (the caller must not hold the shared one).
+    pub fn discard_unreferenced(&self, digests: &[String]) -> Result<(), StoreError> {
+        let _gc = self.gc_exclusive()?;
+        self.collect_garbage_in(Some(digests))
+    }
+
     /// Removes blobs and layers no image references. Caller holds the exclusive gc lock.
     fn collect_garbage(&self) -> Result<(), StoreError> {
+        self.collect_garbage_in(None)
+    }
+
+    fn collect_garbage_in(&self, only: Option<&[String]>) -> Result<(), StoreError> {
         let mut keep = BTreeSet::new();
         for i in self.list_images()? {
             keep.insert(i.id[7..].to_string());
@@ -566,7 +576,8 @@ impl Store {
             let dir = self.root.join(sub);
             for e in fs::read_dir(&dir).map_err(ioe(&dir))?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !keep.contains(&name) {
+                let selected = only.is_none_or(|o| o.iter().any(|d| d.strip_prefix("sha256:") == Some(name.as_str())));
+                if selected && !keep.contains(&name) {
                     let p = e.path();
                     let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
                     r.map_err(ioe(p))?;

@@ -123,7 +123,7 @@ fn open_beneath(root: RawFd, rel: &[OsString]) -> io::Result<OwnedFd> {
     }
     let path = CString::new(p).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: valid pointers for the duration of the call.
     let fd = unsafe {

@@ -1,0 +1,83 @@
+//! The daemon as kubelet sees it: Version, Status, Unimplemented RPCs, the socket lifecycle.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+use k8s_cri::v1 as cri;
+
+use crate::common::{clients, stderr, Env};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_status_and_unimplemented() {
+    let env = Env::new("");
+    // A default handler whose binary does not exist: RuntimeReady must be false.
+    std::fs::write(
+        env.p("conf.d/10.conf"),
+        "[runtime]\ndefault_handler = \"ghost\"\n[runtime.handlers.ghost]\npath = \"/nonexistent/ghost-runtime\"\n",
+    )
+    .unwrap();
+    let d = env.start();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode");
+    let (mut rt, _img) = clients(&d).await;
+
+    let v = rt.version(cri::VersionRequest { version: "v1".into() }).await.unwrap().into_inner();
+    assert_eq!(v.runtime_name, "berth");
+    assert_eq!(v.runtime_api_version, "v1");
+
+    let s = rt.status(cri::StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let conds = s.status.unwrap().conditions;
+    let rr = conds.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
+    assert!(!rr.status && rr.message.contains("/nonexistent/ghost-runtime"), "{rr:?}");
+    let nr = conds.iter().find(|c| c.r#type == "NetworkReady").unwrap();
+    assert!(!nr.status && !nr.reason.is_empty(), "{nr:?}");
+    let cfg: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
+    assert_eq!(cfg["runtime"]["default_handler"], "ghost");
+    assert_eq!(cfg["image"]["root"], env.image_root().display().to_string());
+    assert!(s.runtime_handlers.iter().any(|h| h.name == "ghost"));
+
+    let e = rt.list_containers(cri::ListContainersRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert!(e.message().contains("not implemented yet"), "{}", e.message());
+    let e = rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_ready_with_existing_binary() {
+    let env = Env::new("");
+    std::fs::write(env.p("conf.d/10.conf"), "[runtime]\ndefault_handler = \"sh\"\n[runtime.handlers.sh]\npath = \"/bin/sh\"\n").unwrap();
+    let d = env.start();
+    let (mut rt, _) = clients(&d).await;
+    let s = rt.status(cri::StatusRequest { verbose: false }).await.unwrap().into_inner();
+    assert!(s.info.is_empty());
+    let rr = s.status.unwrap().conditions.into_iter().find(|c| c.r#type == "RuntimeReady").unwrap();
+    assert!(rr.status, "{rr:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_instance_stale_socket_and_clean_shutdown() {
+    let env = Env::new("");
+    // A stale socket left by a dead daemon is replaced.
+    let stale = std::os::unix::net::UnixListener::bind(env.socket()).unwrap();
+    drop(stale);
+    assert!(std::fs::metadata(env.socket()).unwrap().file_type().is_socket());
+    let mut d = env.start();
+    let (mut rt, _) = clients(&d).await;
+    rt.version(cri::VersionRequest::default()).await.unwrap();
+
+    // A second daemon on the same state root is refused and leaves the socket alone.
+    let o = env.cli(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("another berth-cri"), "{}", stderr(&o));
+    rt.version(cri::VersionRequest::default()).await.unwrap();
+
+    let st = d.terminate();
+    assert!(st.success(), "exit status {st:?}: {}", d.log());
+    assert!(!env.socket().exists(), "socket removed on SIGTERM");
+
+    // A regular file where the socket should be is not deleted.
+    std::fs::write(env.socket(), "precious").unwrap();
+    let o = env.cli(&[]);
+    assert!(!o.status.success() && stderr(&o).contains("not a socket"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(env.socket()).unwrap(), "precious");
+}
