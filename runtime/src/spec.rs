@@ -114,6 +114,13 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     }
     for key in linux.sysctl().as_ref().map(|s| s.keys().collect::<Vec<_>>()).unwrap_or_default() {
         crate::sysctl::path_of(key)?;
+        if let Some(ns) = crate::sysctl::namespace_of(key) {
+            if !seen.contains(&ns) {
+                return Err(Error::Spec(format!("sysctl {key} needs the container's own {ns} namespace")));
+            }
+        } else {
+            return Err(Error::Spec(format!("sysctl {key} is not namespaced: it would change the host")));
+        }
     }
     Ok(rootfs)
 }

@@ -17,6 +17,22 @@ pub fn path_of(key: &str) -> Result<PathBuf> {
     Ok(PathBuf::from("/proc/sys").join(rel))
 }
 
+/// The namespace a sysctl belongs to; None for sysctls that are global to the host.
+pub fn namespace_of(key: &str) -> Option<oci_spec::runtime::LinuxNamespaceType> {
+    use oci_spec::runtime::LinuxNamespaceType::*;
+    let k = key.replace('/', ".");
+    const IPC: [&str; 7] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni"];
+    if IPC.contains(&k.as_str()) || k == "kernel.shm_rmid_forced" || k.starts_with("fs.mqueue.") {
+        Some(Ipc)
+    } else if k.starts_with("net.") {
+        Some(Network)
+    } else if k == "kernel.hostname" || k == "kernel.domainname" {
+        Some(Uts)
+    } else {
+        None
+    }
+}
+
 /// Writes every sysctl; runs after pivot_root, so /proc is the container's.
 pub fn apply(sysctls: &HashMap<String, String>) -> Result<()> {
     for (key, value) in sysctls {
@@ -34,5 +50,8 @@ mod tests {
         assert!(super::path_of("a..b").is_err());
         assert!(super::path_of("../../etc").is_err());
         assert!(super::path_of("").is_err());
+        assert!(super::namespace_of("net.ipv4.ip_forward").is_some());
+        assert!(super::namespace_of("kernel.shmmax").is_some());
+        assert!(super::namespace_of("vm.swappiness").is_none());
     }
 }

@@ -79,14 +79,20 @@ fn unescape(s: &str) -> String {
 /// Makes the rootfs the container's `/`: pivot_root (old root lazily detached) or, with
 /// `no_pivot`, a move mount plus chroot.
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
-    nix::unistd::chdir(rootfs).ctx("chdir to rootfs")?;
     if no_pivot {
+        nix::unistd::chdir(rootfs).ctx("chdir to rootfs")?;
         mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).ctx("move rootfs to /")?;
         nix::unistd::chroot(".").ctx("chroot")?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one; detaching it
         // leaves the new root alone, without needing a put_old directory in the image.
+        let old_root = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .ctx("open old root")?;
+        nix::unistd::chdir(rootfs).ctx("chdir to rootfs")?;
         nix::unistd::pivot_root(".", ".").ctx("pivot_root")?;
+        // Work on the old root through its fd: "." would name the new root, and making
+        // that slave would strip the propagation of the container's own mounts.
+        nix::unistd::fchdir(&old_root).ctx("chdir to old root")?;
         mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
             .ctx("make old root slave")?;
         umount2(".", MntFlags::MNT_DETACH).ctx("detach old root")?;

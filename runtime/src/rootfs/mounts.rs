@@ -113,7 +113,7 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
         let src = source.unwrap_or_default();
         mount(Some(&src), &target, None::<&str>, opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC), None::<&str>)
             .with_ctx(|| format!("bind {} on {}", src.display(), dest.display()))?;
-        remount_bind(&target, opts.flags, dest)?;
+        remount_bind(&mounted(ctx, dest)?, opts.flags, dest)?;
     } else {
         let data = opts.data.join(",");
         let data = (!data.is_empty()).then_some(data);
@@ -123,15 +123,40 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
             Err(Errno::EPERM) if typ == "sysfs" => {
                 mount(Some("/sys"), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                     .with_ctx(what)?;
-                remount_bind(&target, opts.flags | MsFlags::MS_RDONLY, dest)?;
+                remount_bind(&mounted(ctx, dest)?, opts.flags | MsFlags::MS_RDONLY, dest)?;
             }
             r => r.with_ctx(what)?,
         }
     }
-    for p in &opts.propagation {
-        mount(None::<&str>, &target, None::<&str>, *p, None::<&str>).with_ctx(|| format!("set propagation of {}", dest.display()))?;
+    if !opts.propagation.is_empty() {
+        let top = mounted(ctx, dest)?;
+        for p in &opts.propagation {
+            mount(None::<&str>, &*top, None::<&str>, *p, None::<&str>)
+                .with_ctx(|| format!("set propagation of {}", dest.display()))?;
+        }
     }
     Ok(())
+}
+
+/// A handle on what is now mounted at `dest`: the fd opened before mounting still names
+/// the covered directory, so remounts and propagation changes need a fresh lookup.
+struct Mounted {
+    _fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for Mounted {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn mounted(ctx: &MountContext, dest: &Path) -> Result<Mounted> {
+    let fd = safe_path::open_in_root(ctx.root, dest, nix::fcntl::OFlag::O_PATH, 0)
+        .with_ctx(|| format!("open {} in rootfs", dest.display()))?;
+    let path = safe_path::proc_fd_path(&fd);
+    Ok(Mounted { _fd: fd, path })
 }
 
 /// Applies per-mount flags to a bind mount (bind itself ignores them), keeping flags a
@@ -186,7 +211,7 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &Options) -> Result<()> {
     } else {
         mount(Some(ctx.cgroup), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .with_ctx(|| format!("bind cgroup on {}", dest.display()))?;
-        remount_bind(&target, flags, dest)?;
+        remount_bind(&mounted(ctx, dest)?, flags, dest)?;
     }
     Ok(())
 }
