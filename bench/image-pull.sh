@@ -94,6 +94,7 @@ for i in $(seq "$RUNS"); do
     image pull "$IMAGE" >/dev/null
   e=$(now)
   berth_times+=("$(echo "$e - $s" | bc)")
+  [ "$(ls "$root/layers" | wc -l)" -eq 4 ] || { echo "berth did not unpack 4 layers" >&2; exit 1; }
   rm -rf "$root"
 done
 
@@ -110,6 +111,8 @@ for i in $(seq "$RUNS"); do
   ctr --address "$d/sock" images pull --plain-http "$IMAGE" >/dev/null
   e=$(now)
   ctd_times+=("$(echo "$e - $s" | bc)")
+  n=$(ctr --address "$d/sock" snapshots ls | tail -n +2 | wc -l)
+  [ "$n" -ge 4 ] || { echo "containerd did not unpack ($n snapshots)" >&2; exit 1; }
   kill "$cpid"; wait "$cpid" 2>/dev/null || true
   umount -R "$d/root" 2>/dev/null || true
   rm -rf "$d"
