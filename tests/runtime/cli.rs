@@ -346,6 +346,20 @@ fn delete_running_refused_without_force() {
 }
 
 #[test]
+fn delete_created_container_without_force() {
+    // runc deletes a created (never started) container without --force, killing its init.
+    let (mut b, rt, id) = setup!("delete_created_noforce");
+    b.args(&["sleep", "60"]);
+    rt.create(&id, &b).ok();
+    let pid = rt.pid(&id).unwrap();
+    rt.delete(&id).ok();
+    rt.state_out(&id).fails();
+    let st = read(format!("/proc/{pid}/stat"));
+    assert!(st.is_empty() || st.contains(") Z "), "init {pid} killed: {st}");
+    rt.assert_nothing_left(&id, &b);
+}
+
+#[test]
 fn delete_force_created_container() {
     let (mut b, rt, id) = setup!("delete_created");
     b.args(&["sleep", "60"]);
