@@ -80,9 +80,6 @@ fn default_filesystems_mounted() {
 #[test]
 fn cgroup2_mount() {
     let (mut b, rt, id) = setup!("cgroup2_mount");
-    if rt.skip_runc("cgroup2_mount", "runc 1.1 on this hybrid host manages cgroup v1 and mounts cgroup v1 hierarchies for cgroup mounts") {
-        return;
-    }
     b.add_namespace("cgroup", None);
     b.add_mount(json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}));
     b.sh("grep ' /sys/fs/cgroup ' /proc/self/mounts; ls /sys/fs/cgroup");
