@@ -23,7 +23,7 @@ impl Store {
     fn collect_garbage_in(&self, only: Option<&[String]>) -> Result<(), StoreError> {
         let mut keep = BTreeSet::new();
         for i in self.list_images()? {
-            keep.insert(i.id[7..].to_string());
+            keep.insert(i.id.trim_start_matches("sha256:").to_string());
             if let Some(h) = i.manifest_digest.strip_prefix("sha256:") {
                 keep.insert(h.to_string());
             }

@@ -456,7 +456,7 @@ impl Store {
         let imgs = self.list_images()?;
         let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
         if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let m: Vec<&ImageRecord> = imgs.iter().filter(|i| i.id[7..].starts_with(hex)).collect();
+            let m: Vec<&ImageRecord> = imgs.iter().filter(|i| i.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(hex))).collect();
             if m.len() == 1 {
                 return Ok(Some(m[0].clone()));
             }
@@ -484,7 +484,7 @@ impl Store {
         hex_of(image_id)?;
         let d = self.containers_dir().join(container_id);
         fs::create_dir_all(&d).map_err(ioe(&d))?;
-        let tmp = self.tmp_path("ref");
+        let tmp = d.join("image.tmp");
         fs::write(&tmp, image_id).map_err(ioe(&tmp))?;
         fs::rename(&tmp, d.join("image")).map_err(ioe(d.join("image")))
     }
