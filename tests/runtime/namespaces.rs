@@ -106,7 +106,7 @@ fn cgroup_namespace_root() {
 #[test]
 fn time_namespace_offsets() {
     let (mut b, rt, id) = setup!("ns_time");
-    if rt.skip_runc("time_namespace_offsets", "runc 1.1 does not support the time namespace / linux.timeOffsets (added in runc 1.2)") {
+    if rt.skip_runc("time_namespace_offsets", "runc 1.1 rejects the time namespace (`namespace {\"time\" \"\"} does not exist`); time namespaces and linux.timeOffsets came in runc 1.2") {
         return;
     }
     b.add_namespace("time", None);
