@@ -347,4 +347,23 @@ insecure = true
         let e = r.apply(Path::new("bad.conf"), "[[registry]]\nlocation = \"a\"\nbogus = 1\n");
         assert!(e.unwrap_err().to_string().contains("bogus"));
     }
+
+    #[test]
+    fn short_names_and_blocked() {
+        let mut r = Registries::default();
+        let c = r.resolve("busybox").unwrap();
+        assert_eq!(c[0].name.to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(c[0].endpoints[0].registry, "docker.io");
+        r.apply(
+            Path::new("t.conf"),
+            "unqualified-search-registries = [\"a.example\", \"b.example\"]\n[[registry]]\nlocation = \"a.example\"\nblocked = true\n",
+        )
+        .unwrap();
+        // a.example is blocked: the short name resolves to b.example only.
+        let c = r.resolve("tool:1").unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].name.to_string(), "b.example/tool:1");
+        let e = r.resolve("a.example/tool:1").unwrap_err();
+        assert!(e.to_string().contains("blocked"), "{e}");
+    }
 }
