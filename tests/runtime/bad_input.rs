@@ -131,7 +131,7 @@ fn bad_mount_type_fails_cleanly() {
 }
 
 #[test]
-fn relative_mount_destination_or_missing_source() {
+fn bind_mount_missing_source() {
     let (mut b, rt, id) = setup!("bad_bind_source");
     b.add_mount(json!({"destination": "/data", "type": "bind", "source": "/nonexistent/bt-source", "options": ["bind"]}));
     create_fails(&rt, &id, &b);

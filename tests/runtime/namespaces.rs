@@ -46,7 +46,7 @@ fn network_namespace_has_only_lo() {
 }
 
 #[test]
-fn uts_hostname_and_domainname() {
+fn uts_hostname() {
     let out = sh_output("ns_uts", |b| {
         b.set("/hostname", json!("bt-host"));
     }, "echo host=$(hostname)");
