@@ -103,13 +103,14 @@ impl State {
         serde_json::from_slice(&data).map_err(|e| Error::Spec(format!("corrupt state {}: {e}", file.display())))
     }
 
-    /// Writes state.json atomically.
+    /// Writes state.json atomically (temp file + rename). No fsync: the state root lives on
+    /// /run (tmpfs) and does not outlive the containers it describes.
     pub fn save(&self, root: &Path) -> Result<()> {
         let d = dir(root, &self.id);
         let tmp = d.join(".state.json.tmp");
         let data = serde_json::to_vec(self).expect("state serializes");
         let mut f = std::fs::File::create(&tmp).with_ctx(|| format!("write {}", tmp.display()))?;
-        f.write_all(&data).and_then(|_| f.sync_all()).with_ctx(|| format!("write {}", tmp.display()))?;
+        f.write_all(&data).with_ctx(|| format!("write {}", tmp.display()))?;
         std::fs::rename(&tmp, d.join(STATE_FILE)).ctx("save state")
     }
 
