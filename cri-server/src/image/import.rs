@@ -228,7 +228,12 @@ fn import_docker(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> 
         let mut layer_descs = Vec::new();
         for l in &refs {
             let size = fs::metadata(store.blob_path(&l.digest)?).map(|m| m.len()).unwrap_or(0);
-            let head = fs::read(store.blob_path(&l.digest)?).map(|b| b[..b.len().min(4)].to_vec()).unwrap_or_default();
+            // Only the magic bytes are needed to name the compression.
+            let mut head = Vec::with_capacity(4);
+            if let Ok(f) = fs::File::open(store.blob_path(&l.digest)?) {
+                use std::io::Read;
+                let _ = f.take(4).read_to_end(&mut head);
+            }
             let mt = match unpack::sniff(&head) {
                 unpack::Compression::Gzip => format!("{}+gzip", manifest::OCI_LAYER_TAR),
                 unpack::Compression::Zstd => format!("{}+zstd", manifest::OCI_LAYER_TAR),
