@@ -12,7 +12,8 @@ echo "== unit and integration tests (berth)"
 cargo test --release --workspace --no-fail-fast
 
 echo "== runtime suite with runc swapped in"
-BERTH_RUNTIME=runc cargo test --release -p berth-tests --test runtime --no-fail-fast
+# --workspace keeps the feature set of the build above, so nothing is rebuilt.
+BERTH_RUNTIME=runc cargo test --release --workspace --test runtime --no-fail-fast
 
 if [ -x tests/vm/selftest ]; then
   echo "== VM test bed self-test"
