@@ -30,8 +30,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             stop(&st)?;
         }
     }
-    destroy(root, &st);
-    Ok(())
+    destroy(root, &st)
 }
 
 /// SIGKILLs every process of the container and waits for the init to go.
@@ -49,12 +48,14 @@ fn stop(st: &State) -> Result<()> {
     Ok(())
 }
 
-/// Removes what is left of a stopped container: stray processes, cgroup, state; then poststop.
-pub fn destroy(root: &Path, st: &State) {
-    let _ = cgroups::signal_all(&st.cgroup, libc::SIGKILL);
-    cgroups::remove(&st.cgroup);
+/// Removes what is left of a stopped container: stray processes and the cgroup (an error if
+/// the cgroup stays busy: the state is then kept, so `delete --force` can be retried), then
+/// the state; then poststop.
+pub fn destroy(root: &Path, st: &State) -> Result<()> {
+    cgroups::remove(&st.cgroup)?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         hooks::run_all_warn(Kind::Poststop, h, &state_json(st, Status::Stopped));
     }
     let _ = std::fs::remove_dir_all(state::dir(root, &st.id));
+    Ok(())
 }
