@@ -22,6 +22,7 @@ mod hooks;
 mod hygiene;
 mod mounts;
 mod namespaces;
+mod operations;
 mod process;
 
 pub use berth_tests::bundle::Bundle;
