@@ -22,6 +22,7 @@ mod hygiene;
 mod mounts;
 mod namespaces;
 mod process;
+mod seccomp;
 
 pub use berth_tests::bundle::Bundle;
 pub use berth_tests::runtime::{read, Out, Runtime};
