@@ -383,10 +383,13 @@ fn accept_listener(sock: &std::os::unix::net::UnixListener) -> (Value, OwnedFd) 
     assert_eq!((level, typ), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
     let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The rest of the JSON, if the runtime split its sends, until it closes.
+    // The rest of the JSON if the runtime split its sends (it must close then). A complete
+    // first part is not waited on: runc 1.1 keeps the connection open until it exits.
     let mut data = buf[..n as usize].to_vec();
-    use std::io::Read;
-    (&conn).read_to_end(&mut data).unwrap();
+    if serde_json::from_slice::<Value>(&data).is_err() {
+        use std::io::Read;
+        (&conn).read_to_end(&mut data).unwrap();
+    }
     (serde_json::from_slice(&data).unwrap_or_else(|e| panic!("state JSON: {e}: {}", String::from_utf8_lossy(&data))), fd)
 }
 
