@@ -5,6 +5,8 @@
 #
 #   bench/lifecycle.sh [N]          (default N=100; root needed)
 #   BERTH=/path/to/berth RUNC=... CRUN=... bench/lifecycle.sh 50
+#   SECCOMP=default bench/lifecycle.sh   (every bundle gets podman's/Docker's default seccomp
+#                                         profile, converted by bench/oci-seccomp.jq)
 #
 # Prints per runtime the median and p95 wall time of one lifecycle and berth's ratio to the
 # others. Debian's crun 1.8 refuses hybrid cgroup hosts ("cgroups in hybrid mode not
@@ -101,6 +103,17 @@ cat > "$bundle/config.json" <<'JSON'
 }
 JSON
 
+# SECCOMP=default: the default profile (as podman would put it in config.json) in the bundle.
+if [ -n "${SECCOMP:-}" ]; then
+    [ "$SECCOMP" = default ] || { echo "SECCOMP: only 'default' is known" >&2; exit 1; }
+    prof=${PROFILE:-/usr/share/containers/seccomp.json}
+    caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE"]'
+    jq --argjson caps "$caps" -f "$here/oci-seccomp.jq" "$prof" > "$work/seccomp.json" &&
+        jq --slurpfile s "$work/seccomp.json" '.linux.seccomp = $s[0]' "$bundle/config.json" > "$work/config.json" &&
+        mv "$work/config.json" "$bundle/config.json" || { echo "cannot add the seccomp profile ($prof, jq)" >&2; exit 1; }
+    echo "seccomp: default profile in every bundle ($(jq '.linux.seccomp.syscalls | length' "$bundle/config.json") rules)"
+fi
+
 # stats FILE → "median p95" in ms
 stats() {
     sort -n "$1" | awk '{ v[NR] = $1 } END {
@@ -163,4 +176,8 @@ if [ -n "${MED[berth]:-}" ]; then
         awk -v a="${MED[berth]}" -v b="${MED[$other]}" -v pa="${P95[berth]}" -v pb="${P95[$other]}" -v o="$other" \
             'BEGIN { printf "berth/%s: median %.2fx, p95 %.2fx\n", o, a / b, pa / pb }'
     done
+    if [ -n "${MED[runc]:-}" ]; then
+        awk -v a="${MED[berth]}" -v b="${MED[runc]}" \
+            'BEGIN { r = a / b; printf "target berth <= 0.60x runc (median): %s (%.2fx)\n", r <= 0.6 ? "met" : "NOT met", r }'
+    fi
 fi

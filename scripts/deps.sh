@@ -11,7 +11,10 @@ pkgs=(
   # registry and image tooling for the CRI/image tests
   docker-registry skopeo umoci containerd apache2-utils zstd
   # benchmarks
-  hyperfine
+  hyperfine jq
+  # podman's default seccomp profile (/usr/share/containers/seccomp.json) for the seccomp
+  # tests and benchmarks
+  golang-github-containers-common
 )
 missing=()
 for p in "${pkgs[@]}"; do

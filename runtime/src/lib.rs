@@ -3,7 +3,7 @@
 //! The create path, in order: [`spec`] (load and validate) → [`state`] (claim the
 //! container's directory) → [`cgroups`] → [`namespaces`] (plan) → [`process::spawn`]
 //! (clone, join/unshare, fork) → [`process::init`] ([`rootfs`], [`hooks`], [`console`],
-//! identity, exec fifo, execve), coordinated over [`sync`]. See docs/ARCHITECTURE.md.
+//! [`seccomp`], identity, exec fifo, execve), coordinated over [`sync`]. See docs/ARCHITECTURE.md.
 
 pub mod cgroups;
 pub mod console;
@@ -15,6 +15,7 @@ pub mod lsm;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;

@@ -11,6 +11,8 @@ pub struct Bundle {
     pub path: PathBuf,
     pub spec: Spec,
     pub rootfs: PathBuf,
+    /// `linux.seccomp` compiled (validating it), once, before anything is created.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Reads `<bundle>/config.json` and checks everything berth relies on later, so a bad
@@ -23,7 +25,8 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let spec: Spec = serde_json::from_slice(&data)
         .map_err(|e| Error::Spec(format!("malformed {}: {e}", file.display())))?;
     let rootfs = validate(&path, &spec)?;
-    Ok(Bundle { path, spec, rootfs })
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    Ok(Bundle { path, spec, rootfs, seccomp })
 }
 
 fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
@@ -88,9 +91,6 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         && !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
     {
         return Err(Error::Spec("timeOffsets need a new time namespace".into()));
-    }
-    if linux.seccomp().is_some() {
-        return Err(Error::Unsupported("linux.seccomp (berth does not filter syscalls yet)".into()));
     }
     crate::lsm::check_spec(spec)?;
     let unsupported = [
@@ -187,6 +187,12 @@ mod tests {
             }), "mount namespace"),
             (Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"bogus"}])), "malformed"),
             (Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"../x":"1"})), "sysctl"),
+            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_BOGUS"})), "malformed"),
+            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1})), "errnoRet"),
+            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_BOGUS"}]}]})), "malformed"),
+            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]})), "argument index"),
         ];
         for (edit, want) in cases {
             let mut v = default_config();

@@ -2,12 +2,16 @@
 //!
 //! A SOCK_SEQPACKET pair: one message a datagram, and EOF when the other side dies, so
 //! neither side can wait forever on a dead peer. The parent drives a fixed order:
-//! `CgroupJoined` → (`MapIds` ↔ `IdsMapped`) → `InitPid`? → `RunHooks` ↔ `HooksDone` → `Ready`.
+//! `CgroupJoined` → (`MapIds` ↔ `IdsMapped`) → `InitPid`? → `RunHooks` ↔ `HooksDone` →
+//! `SeccompListener`? → `Ready`. A message may carry one fd (SCM_RIGHTS).
 
 use crate::error::{Context, Error, Result};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
@@ -23,6 +27,8 @@ pub enum Msg {
     RunHooks,
     /// parent → init: hooks ran; carries the state JSON for the container's own hooks.
     HooksDone(String),
+    /// init → parent: the seccomp notification listener (the fd rides along) for the agent.
+    SeccompListener,
     /// init → parent: blocked before execve, waiting for `start`.
     Ready,
     /// child → parent: creation failed.
@@ -52,35 +58,62 @@ impl Channel {
         }
     }
 
-    /// Receives one message; a peer that died gives an error naming what was awaited.
-    pub fn recv(&self, awaiting: &str) -> Result<Msg> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+    /// Sends `msg` with `fd` attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd) -> Result<()> {
+        let data = serde_json::to_vec(msg).expect("message serializes");
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        loop {
+            let iov = [IoSlice::new(&data)];
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => break r.ctx("sync receive")?,
+                r => return r.map(|_| ()).ctx("sync send"),
             }
-        };
-        if n == 0 {
-            return Err(Error::Init(format!("container process exited while berth waited for {awaiting}")));
         }
-        serde_json::from_slice(&buf[..n]).map_err(|e| Error::Init(format!("bad sync message: {e}")))
     }
 
-    /// Receives one message, or `None` when every peer closed its end (for an exec'd
-    /// process: execve closed it, so it runs).
-    pub fn recv_or_eof(&self) -> Result<Option<Msg>> {
+    /// Receives one message; a peer that died gives an error naming what was awaited.
+    /// An fd that came along is closed.
+    pub fn recv(&self, awaiting: &str) -> Result<Msg> {
+        self.recv_with_fd(awaiting).map(|(m, _)| m)
+    }
+
+    /// Receives one message and the fd it carries, if any (close-on-exec).
+    pub fn recv_with_fd(&self, awaiting: &str) -> Result<(Msg, Option<OwnedFd>)> {
+        self.recv_with_fd_or_eof()?
+            .ok_or_else(|| Error::Init(format!("container process exited while berth waited for {awaiting}")))
+    }
+
+    /// Receives one message (and its fd), or `None` when every peer closed its end (for
+    /// an exec'd process: execve closed it, so it runs).
+    pub fn recv_with_fd_or_eof(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => break r.ctx("sync receive")?,
+                r => {
+                    let m = r.ctx("sync receive")?;
+                    let mut fd = None;
+                    for c in m.cmsgs().ctx("sync receive")? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                // SAFETY: the kernel just installed these fds for us.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (m.bytes, fd);
+                }
             }
         };
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n]).map(Some).map_err(|e| Error::Init(format!("bad sync message: {e}")))
+        let msg = serde_json::from_slice(&buf[..n]).map_err(|e| Error::Init(format!("bad sync message: {e}")))?;
+        Ok(Some((msg, fd)))
     }
 
     /// Receives the expected message; `Failed` turns into the child's error.
@@ -106,6 +139,13 @@ mod tests {
         assert_eq!(a.expect(&Msg::Ready).unwrap_err().to_string(), "boom");
         a.send(&Msg::HooksDone(String::new())).unwrap();
         assert!(b.expect(&Msg::RunHooks).is_err());
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        b.send_with_fd(&Msg::SeccompListener, std::os::fd::AsFd::as_fd(&f)).unwrap();
+        let (m, fd) = a.recv_with_fd("x").unwrap();
+        assert_eq!(m, Msg::SeccompListener);
+        let fd = fd.expect("fd passed");
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        assert!(flags & libc::FD_CLOEXEC != 0, "received fds are close-on-exec");
         drop(b);
         assert!(a.recv("Ready").unwrap_err().to_string().contains("exited"));
     }

@@ -24,6 +24,7 @@ mod mounts;
 mod namespaces;
 mod operations;
 mod process;
+mod seccomp;
 
 pub use berth_tests::bundle::Bundle;
 pub use berth_tests::runtime::{read, Out, Runtime};

@@ -14,7 +14,7 @@ use crate::spec;
 use crate::state::{self, State, Status};
 use crate::sync::{self, Msg};
 use nix::sys::stat::Mode;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -141,6 +141,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         new_keyring: !opts.no_new_keyring,
         preserve_fds: preserve,
         extra_env,
+        seccomp: bundle.seccomp.as_ref(),
     };
     let pid = spawn::clone(clone_flags)?;
     if pid == 0 {
@@ -171,7 +172,8 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         shares_host_mounts,
     };
     loop {
-        match parent_ch.recv("the container to be ready")? {
+        let (msg, fd) = parent_ch.recv_with_fd("the container to be ready")?;
+        match msg {
             Msg::MapIds => {
                 let uid = linux.uid_mappings().as_deref().unwrap_or_default();
                 let gid = linux.gid_mappings().as_deref().unwrap_or_default();
@@ -193,6 +195,14 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
                     hooks::run_all(Kind::CreateRuntime, h.create_runtime().as_deref().unwrap_or_default(), &json)?;
                 }
                 parent_ch.send(&Msg::HooksDone(String::from_utf8_lossy(&json).into_owned()))?;
+            }
+            // The init installed a notifying filter: hand its listener to the agent.
+            Msg::SeccompListener => {
+                let (Some(fd), Some(l)) = (fd, bundle.seccomp.as_ref().and_then(|p| p.listener())) else {
+                    return Err(Error::Init("sync: seccomp listener without fd or listenerPath".into()));
+                };
+                st.pid = init_pid;
+                crate::seccomp::notify::send(l, init_pid, &super::state_json(&st, Status::Creating), fd.as_fd())?;
             }
             Msg::Ready => break,
             Msg::Failed(e) => return Err(Error::Init(e)),

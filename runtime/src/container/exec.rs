@@ -120,6 +120,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         console_socket: console.as_ref(),
         preserve_fds: o.preserve_fds,
         join_cgroup_last: frozen,
+        seccomp: bundle.seccomp.as_ref(),
     };
     // SAFETY: berth is single-threaded here; the child only runs the enter sequence.
     let child = match unsafe { nix::unistd::fork() }.ctx("fork exec process")? {
@@ -186,15 +187,30 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         }
     }
     // The process closes its end at execve (close-on-exec): EOF means it runs.
-    match parent_ch.recv_or_eof()? {
-        None => {}
-        Some(Msg::Failed(e)) => {
-            reap(pid);
-            return Err(Error::Init(e));
-        }
-        Some(m) => {
-            reap(pid);
-            return Err(Error::Init(format!("sync: unexpected {m:?}")));
+    loop {
+        match parent_ch.recv_with_fd_or_eof()? {
+            None => break,
+            // A notifying filter: its listener goes to the agent, with the container's state
+            // and the exec process's pid, as for the init.
+            Some((Msg::SeccompListener, Some(fd))) => {
+                let Some(l) = bundle.seccomp.as_ref().and_then(|p| p.listener()) else {
+                    reap(pid);
+                    return Err(Error::Init("sync: seccomp listener without listenerPath".into()));
+                };
+                let state = super::state_json(&st, status);
+                if let Err(e) = crate::seccomp::notify::send(l, pid, &state, std::os::fd::AsFd::as_fd(&fd)) {
+                    reap(pid);
+                    return Err(e);
+                }
+            }
+            Some((Msg::Failed(e), _)) => {
+                reap(pid);
+                return Err(Error::Init(e));
+            }
+            Some((m, _)) => {
+                reap(pid);
+                return Err(Error::Init(format!("sync: unexpected {m:?}")));
+            }
         }
     }
     if let Some(p) = &o.pid_file {

@@ -3,7 +3,7 @@
 //! Only what berth really does is listed: a client (containerd, CRI-O, podman) turns
 //! features on from this, so a claim berth cannot keep would fail pods later.
 
-use crate::lsm;
+use crate::{lsm, seccomp};
 use crate::rootfs::mounts::KNOWN_OPTIONS;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -33,8 +33,15 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": namespaces(),
             "capabilities": capabilities(),
-            "cgroup": { "v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
-            "seccomp": { "enabled": false },
+            "cgroup": { "v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": true },
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp::ACTIONS,
+                "operators": seccomp::OPERATORS,
+                "archs": seccomp::architectures(),
+                "knownFlags": seccomp::KNOWN_FLAGS,
+                "supportedFlags": seccomp::supported_flags()
+            },
             "apparmor": { "enabled": lsm::apparmor_enabled() },
             "selinux": { "enabled": lsm::selinux_enabled() },
             "intelRdt": { "enabled": false },
@@ -58,6 +65,9 @@ mod tests {
         let linux = f.linux().as_ref().unwrap();
         assert!(linux.capabilities().as_ref().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
         assert!(linux.namespaces().as_ref().unwrap().len() >= 7);
+        let sc = linux.seccomp().as_ref().unwrap();
+        assert_eq!(sc.enabled(), &Some(true));
+        assert!(sc.archs().as_ref().unwrap().iter().any(|a| format!("{a:?}").contains("X86_64") || format!("{a:?}").contains("X8664")));
     }
 
     #[test]

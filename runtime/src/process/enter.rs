@@ -74,6 +74,8 @@ pub struct EnterArgs<'a> {
     /// The container is paused: set up outside its (frozen) cgroup, then ask the parent
     /// to move us in, and exec once thawed.
     pub join_cgroup_last: bool,
+    /// The container's compiled `linux.seccomp`, which exec processes get too.
+    pub seccomp: Option<&'a crate::seccomp::Program>,
 }
 
 /// Entry of the forked child: never returns; errors reach the parent as `Failed`.
@@ -133,7 +135,7 @@ fn join(init: &OwnedFd, plan: &Plan) -> Result<()> {
 
 /// In the container's pid namespace: root, terminal, limits, identity, cwd, execve.
 fn run(args: EnterArgs) -> Result<Infallible> {
-    let EnterArgs { init, plan, process, channel, console_socket, preserve_fds, join_cgroup_last } = args;
+    let EnterArgs { init, plan, process, channel, console_socket, preserve_fds, join_cgroup_last, seccomp } = args;
     // SAFETY: resetting a disposition to SIG_DFL installs no handler.
     unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
         .ctx("reset SIGPIPE")?;
@@ -166,6 +168,12 @@ fn run(args: EnterArgs) -> Result<Infallible> {
         channel.send(&Msg::Ready)?;
         channel.expect(&Msg::CgroupJoined)?;
     }
+    // Seccomp where runc puts it (see process/init.rs): before dropping capabilities
+    // without no_new_privs, else just before execve.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let Some(p) = seccomp.filter(|_| !nnp) {
+        crate::seccomp::install::install_in_init(p, channel)?;
+    }
     identity::apply(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).with_ctx(|| format!("chdir to cwd {}", cwd.display()))?;
@@ -177,6 +185,8 @@ fn run(args: EnterArgs) -> Result<Infallible> {
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     fds::restrict_to(preserve_fds)?;
-    let _ = channel;
+    if let Some(p) = seccomp.filter(|_| nnp) {
+        crate::seccomp::install::install_in_init(p, channel)?;
+    }
     Err(exec.exec())
 }

@@ -31,6 +31,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: i32,
     /// Extra environment (LISTEN_FDS and friends).
     pub extra_env: Vec<String>,
+    /// The compiled `linux.seccomp`, installed where runc installs it.
+    pub seccomp: Option<&'a crate::seccomp::Program>,
 }
 
 pub fn run(a: &InitArgs) -> Result<Infallible> {
@@ -122,6 +124,13 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
     env.extend(a.extra_env.iter().cloned());
     let args = process.args().as_deref().unwrap_or_default();
     crate::lsm::apply(process)?;
+    // Seccomp as runc places it: without no_new_privs installing a filter needs
+    // CAP_SYS_ADMIN, so before the capabilities are dropped; with it, as late as possible,
+    // so that a profile blocking setuid/capset/... still lets berth finish.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let Some(p) = a.seccomp.filter(|_| !nnp) {
+        crate::seccomp::install::install_in_init(p, a.channel)?;
+    }
     identity::apply(process)?;
     nix::unistd::chdir(cwd).with_ctx(|| format!("chdir to cwd {}", cwd.display()))?;
     // The cwd must be inside the container's root (a leaked host directory would show
@@ -134,6 +143,11 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
     let exec = exec::Exec::new(&path, args, &env)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     fds::restrict_to(a.preserve_fds)?;
+    // After this only Ready (sendto), the exec fifo (openat, write), startContainer hooks
+    // and execve run under the filter, as with runc.
+    if let Some(p) = a.seccomp.filter(|_| nnp) {
+        crate::seccomp::install::install_in_init(p, a.channel)?;
+    }
 
     a.channel.send(&Msg::Ready)?;
     wait_for_start(a.fifo)?;
