@@ -28,10 +28,12 @@ pub enum Error {
     /// An error reported by the container's init process during creation.
     #[error("{0}")]
     Init(String),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    #[error("{context}: {source}")]
-    Sys { context: String, source: nix::Error },
+    // The cause is part of the message and deliberately not a `source()`: the binary
+    // prints the chain, and would otherwise repeat it.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
+    #[error("{context}: {cause}")]
+    Sys { context: String, cause: nix::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,19 +46,19 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::io::Result<T> {
     fn ctx<C: Display>(self, context: C) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context.to_string(), source })
+        self.map_err(|cause| Error::Io { context: context.to_string(), cause })
     }
     fn with_ctx<C: Display, F: FnOnce() -> C>(self, f: F) -> Result<T> {
-        self.map_err(|source| Error::Io { context: f().to_string(), source })
+        self.map_err(|cause| Error::Io { context: f().to_string(), cause })
     }
 }
 
 impl<T> Context<T> for nix::Result<T> {
     fn ctx<C: Display>(self, context: C) -> Result<T> {
-        self.map_err(|source| Error::Sys { context: context.to_string(), source })
+        self.map_err(|cause| Error::Sys { context: context.to_string(), cause })
     }
     fn with_ctx<C: Display, F: FnOnce() -> C>(self, f: F) -> Result<T> {
-        self.map_err(|source| Error::Sys { context: f().to_string(), source })
+        self.map_err(|cause| Error::Sys { context: f().to_string(), cause })
     }
 }
 
@@ -64,8 +66,8 @@ impl Error {
     /// The errno behind a system error, if any.
     pub fn errno(&self) -> Option<nix::errno::Errno> {
         match self {
-            Error::Sys { source, .. } => Some(*source),
-            Error::Io { source, .. } => source.raw_os_error().map(nix::errno::Errno::from_raw),
+            Error::Sys { cause, .. } => Some(*cause),
+            Error::Io { cause, .. } => cause.raw_os_error().map(nix::errno::Errno::from_raw),
             _ => None,
         }
     }

@@ -121,11 +121,14 @@ pub fn write_id_maps(pid: i32, uid: &[oci_spec::runtime::LinuxIdMapping], gid: &
     let fmt = |m: &[oci_spec::runtime::LinuxIdMapping]| {
         m.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect::<String>()
     };
+    // The kernel checks the whole map at this write: name the map it refused.
     if !uid.is_empty() {
-        std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid)).ctx("write uid_map")?;
+        let m = fmt(uid);
+        std::fs::write(format!("/proc/{pid}/uid_map"), &m).with_ctx(|| format!("write uid_map {:?}", m.trim_end()))?;
     }
     if !gid.is_empty() {
-        std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid)).ctx("write gid_map")?;
+        let m = fmt(gid);
+        std::fs::write(format!("/proc/{pid}/gid_map"), &m).with_ctx(|| format!("write gid_map {:?}", m.trim_end()))?;
     }
     Ok(())
 }

@@ -238,3 +238,21 @@ fn exec_leaks_no_host_fd_or_cwd() {
         assert!(!target.contains("unreachable"), "a container process saw a host cwd through {l}");
     }
 }
+
+/// Exec'd processes get the container's seccomp profile.
+#[test]
+fn exec_gets_the_container_seccomp_profile() {
+    let (_b, rt, id) = running("exec_seccomp", |b| {
+        b.set("/linux/seccomp", json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        }));
+    });
+    let o = exec(&rt, &id, &["--", "sh", "-c", "mkdir /tmp/blocked 2>&1; echo rc=$?"]);
+    o.ok();
+    assert_eq!(field(&o.stdout, "rc"), Some("1"), "mkdir is refused in the exec'd process: {}", o.stdout);
+    assert!(o.stdout.to_lowercase().contains("operation not permitted"), "EPERM from the filter: {}", o.stdout);
+    let o = exec(&rt, &id, &["--", "sh", "-c", "grep Seccomp: /proc/self/status"]);
+    assert!(o.stdout.contains("Seccomp:\t2"), "filter mode: {}", o.stdout);
+}

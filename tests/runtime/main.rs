@@ -15,6 +15,7 @@
 mod bad_input;
 mod cgroups;
 mod cli;
+mod compat;
 mod exec;
 mod containerd;
 mod console;

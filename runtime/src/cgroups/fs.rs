@@ -17,7 +17,7 @@ fn open(dir: &Path, file: &str, write: bool) -> std::io::Result<std::fs::File> {
 }
 
 fn io_err(dir: &Path, what: String, e: std::io::Error) -> Error {
-    Error::Io { context: format!("cgroup {}: {what}", dir.display()), source: e }
+    Error::Io { context: format!("cgroup {}: {what}", dir.display()), cause: e }
 }
 
 /// Writes `value` to `dir/file` in one write(2), as the kernel parses one value per write.

@@ -121,7 +121,7 @@ pub fn create(path: &Path, resources: Option<&LinuxResources>) -> Result<()> {
             match std::fs::create_dir(&cur) {
                 Ok(()) => made.push(cur.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && cur != path => {}
-                Err(e) => return Err(Error::Io { context: format!("create cgroup {}", cur.display()), source: e }),
+                Err(e) => return Err(Error::Io { context: format!("create cgroup {}", cur.display()), cause: e }),
             }
         }
         enable_controllers(&root, path, &needed)?;
@@ -270,7 +270,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
     match std::fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io { context: format!("remove cgroup {}", dir.display()), source: e }),
+        Err(e) => Err(Error::Io { context: format!("remove cgroup {}", dir.display()), cause: e }),
     }
 }
 
