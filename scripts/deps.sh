@@ -6,6 +6,8 @@ pkgs=(
   build-essential pkg-config protobuf-compiler
   # demo bundles and runtime peers
   busybox-static runc crun
+  # AppArmor profiles for the VM bed's enforcement test (apparmor_parser)
+  apparmor
   # VM test bed (pure cgroup v2 guest)
   qemu-system-x86 cpio
   # registry and image tooling for the CRI/image tests
