@@ -7,20 +7,34 @@ use std::os::unix::fs::MetadataExt;
 use super::store::{ioe, Store, StoreError};
 
 impl Store {
-    /// After a failed pull/import: removes the blobs and layers of `digests` that no image
-    /// references, so a failure leaves the store as it was. Takes the exclusive gc lock
-    /// (the caller must not hold the shared one).
-    pub fn discard_unreferenced(&self, digests: &[String]) -> Result<(), StoreError> {
-        let _gc = self.gc_exclusive()?;
-        self.collect_garbage_in(Some(digests))
+    /// Collects unreferenced blobs and layers when no pull or import is running, else leaves
+    /// it to the last one that ends. `needed` records that something may be garbage now (a
+    /// failed pull, a removed image); a collection still pending from earlier runs as well.
+    ///
+    /// Nobody ever waits here: pulls and imports hold `gc.lock` shared for their whole life
+    /// (so GC never sees a half-made image), and this only *tries* the exclusive lock. The
+    /// marker is written before trying, and every holder of the shared lock calls this after
+    /// releasing it, so the last one to leave always sees the marker and collects.
+    pub fn collect_when_idle(&self, needed: bool) -> Result<(), StoreError> {
+        let pending = self.root().join("gc.pending");
+        if needed {
+            fs::write(&pending, b"").map_err(ioe(&pending))?;
+        } else if !pending.exists() {
+            return Ok(());
+        }
+        let Some(_gc) = self.try_gc_exclusive()? else {
+            tracing::debug!("image store busy: garbage collection deferred");
+            return Ok(());
+        };
+        self.collect_garbage()?;
+        match fs::remove_file(&pending) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ioe(pending)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Removes blobs and layers no image references. Caller holds the exclusive gc lock.
     pub(crate) fn collect_garbage(&self) -> Result<(), StoreError> {
-        self.collect_garbage_in(None)
-    }
-
-    fn collect_garbage_in(&self, only: Option<&[String]>) -> Result<(), StoreError> {
         let mut keep = BTreeSet::new();
         for i in self.list_images()? {
             keep.insert(i.id.trim_start_matches("sha256:").to_string());
@@ -41,8 +55,7 @@ impl Store {
             let dir = self.root().join(sub);
             for e in fs::read_dir(&dir).map_err(ioe(&dir))?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let selected = only.is_none_or(|o| o.iter().any(|d| d.strip_prefix("sha256:") == Some(name.as_str())));
-                if selected && !keep.contains(&name) {
+                if !keep.contains(&name) {
                     let p = e.path();
                     let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
                     r.map_err(ioe(p))?;
