@@ -219,13 +219,31 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
         if chunked {
             routes[2].1 = Reply::new(200, "application/octet-stream", Body::Chunked(l.clone()));
         }
-        let msg = if delta > 0 {
+        let msg = if delta > 0 && !chunked {
+            format!("the registry announces {} bytes but the descriptor declares {size}", l.len())
+        } else if delta > 0 {
             format!("the registry sent {} bytes but the descriptor declares {size}", l.len())
         } else {
             format!("the registry sent more than {size} bytes but the descriptor declares {size}")
         };
         case(name, routes, &[&msg], &[]);
     }
+    // A platform manifest is held to its index entry's size too.
+    let lying_entry = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": sha256(&good.manifest), "size": good.manifest.len() + 5,
+        "platform": {"architecture": "amd64", "os": "linux"}}]});
+    let mut entry_routes = vec![
+        ("manifests/v1".to_string(), Reply::ok(OCI_INDEX, serde_json::to_vec(&lying_entry).unwrap())),
+        (format!("manifests/{}", sha256(&good.manifest)), Reply::ok(OCI_MANIFEST, good.manifest.clone())),
+    ];
+    entry_routes.extend(blobs_of(&good));
+    let entry_msg = format!(
+        "platform manifest {}: the registry sent {} bytes but the descriptor declares {}",
+        sha256(&good.manifest),
+        good.manifest.len(),
+        good.manifest.len() + 5
+    );
+    case("index-entry-size", entry_routes, &[&entry_msg], &["blobs/"]);
     // The layer is stored (good/one): a descriptor with the same digest but another size
     // must not reuse it.
     let mut reuse = m.clone();
@@ -233,7 +251,7 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
     case(
         "stored-blob-other-size",
         with_manifest(OCI_MANIFEST, &reuse),
-        &[&format!("the registry sent {} bytes but the descriptor declares {}", layer.len(), layer.len() + 1)],
+        &[&format!("the registry announces {} bytes but the descriptor declares {}", layer.len(), layer.len() + 1)],
         &[],
     );
     let many: Vec<serde_json::Value> = (0..501)
@@ -267,6 +285,7 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
     }
     let log = ck.daemon.log();
     assert!(!log.contains(&"E".repeat(1000)), "an error body reached the log");
+    eprintln!("daemon peak RSS: {} MiB after the baseline, {} MiB after every hostile case", ck.hwm0 / MIB, vm_hwm(ck.pid()) / MIB);
 }
 
 #[tokio::test(flavor = "multi_thread")]

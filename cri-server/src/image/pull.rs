@@ -43,7 +43,7 @@ pub enum PullError {
         expected: String,
         actual: String,
     },
-    #[error("{what}: the registry sent {actual} bytes but the descriptor declares {size}")]
+    #[error("{what}: the registry {actual} bytes but the descriptor declares {size}")]
     SizeMismatch { what: String, size: u64, actual: String },
     #[error("{what} declares {size} bytes, more than the limit of {limit} bytes (image.{key})")]
     DescriptorTooLarge {
@@ -407,7 +407,9 @@ impl Puller {
         let (mut resp, url) = client.blob(&desc.digest).await?;
         if let Some(l) = resp.content_length() {
             // Refused before reading: the registry announces a different length.
-            exact(&what, size, l)?;
+            if l != size {
+                return Err(PullError::SizeMismatch { what, size, actual: format!("announces {l}") });
+            }
         }
         let mut f = tokio::fs::File::create(tmp.path())
             .await
@@ -417,7 +419,7 @@ impl Puller {
         while let Some(chunk) = client.chunk(&mut resp, &url).await? {
             n += chunk.len() as u64;
             if n > size {
-                return Err(PullError::SizeMismatch { what, size, actual: format!("more than {size}") });
+                return Err(PullError::SizeMismatch { what, size, actual: format!("sent more than {size}") });
             }
             h.update(&chunk);
             f.write_all(&chunk).await.map_err(super::store::ioe(tmp.path()))?;
@@ -453,7 +455,7 @@ fn exact(what: &str, size: u64, actual: u64) -> Result<(), PullError> {
         Err(PullError::SizeMismatch {
             what: what.into(),
             size,
-            actual: actual.to_string(),
+            actual: format!("sent {actual}"),
         })
     }
 }
