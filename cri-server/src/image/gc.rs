@@ -107,3 +107,39 @@ impl Store {
         Ok((bytes, inodes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::unpack::UnpackOptions;
+    use super::*;
+
+    #[test]
+    fn collection_waits_for_no_one_and_is_never_lost() {
+        let root = std::env::temp_dir().join(format!("berth-gc-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root, UnpackOptions { max_size: 1 << 20, allow_devices: false }).unwrap();
+        let garbage = store.put_bytes(b"unreferenced").unwrap();
+        let pending = root.join("gc.pending");
+        // Two pulls running: collecting is deferred at once, not waited for.
+        let (a, b) = (store.gc_shared().unwrap(), store.gc_shared().unwrap());
+        store.collect_when_idle(true).unwrap();
+        assert!(store.has_blob(&garbage) && pending.exists());
+        // The first to end finds the other still running: still deferred.
+        drop(a);
+        store.collect_when_idle(false).unwrap();
+        assert!(store.has_blob(&garbage) && pending.exists());
+        // The last one to end collects.
+        drop(b);
+        store.collect_when_idle(false).unwrap();
+        assert!(!store.has_blob(&garbage) && !pending.exists());
+        // Nothing pending, nothing needed: no collection (a new blob stays).
+        let fresh = store.put_bytes(b"fresh").unwrap();
+        store.collect_when_idle(false).unwrap();
+        assert!(store.has_blob(&fresh));
+        // A collection left pending by a killed process runs when the store is next opened.
+        fs::write(&pending, b"").unwrap();
+        let store = Store::open(&root, UnpackOptions { max_size: 1 << 20, allow_devices: false }).unwrap();
+        assert!(!store.has_blob(&fresh) && !pending.exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
