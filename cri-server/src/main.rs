@@ -96,12 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Config => print!("{}", cfg.to_documented_toml()),
         Cmd::Image(ic) => {
             let store = Arc::new(berth_cri::daemon::open_store(&cfg)?);
-            let puller = Puller {
-                store: store.clone(),
-                registries_conf: cfg.image.registries_conf.clone(),
-                registries_conf_dir: cfg.image.registries_conf_dir.clone(),
-                auth_file: cfg.image.auth_file.clone(),
-            };
+            let puller = Puller::new(store.clone(), &cfg.image);
             match ic {
                 ImageCmd::Import { file, name } => {
                     for rec in import::import_archive(&store, &file, name.as_deref())? {

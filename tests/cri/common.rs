@@ -161,3 +161,14 @@ pub fn tree(root: &Path) -> Vec<String> {
 pub fn image_spec(image: &str) -> Option<k8s_cri::v1::ImageSpec> {
     Some(k8s_cri::v1::ImageSpec { image: image.into(), ..Default::default() })
 }
+
+/// Peak resident set size (VmHWM) of a process, in bytes.
+pub fn vm_hwm(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let kb: u64 = st
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb * 1024
+}

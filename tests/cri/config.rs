@@ -92,3 +92,56 @@ fn config_output_is_documented_and_round_trips() {
     let strip = |s: &str| s.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
     assert_eq!(strip(&out), strip(&again));
 }
+
+#[test]
+fn registry_limits_are_configurable_and_checked() {
+    let env = Env::new("");
+    let out = config_out(&env, &[]);
+    // Defaults no larger than containers/image's.
+    assert_eq!(value(&out, "max_manifest_size"), "4194304");
+    assert_eq!(value(&out, "max_config_size"), "4194304");
+    assert_eq!(value(&out, "max_error_body_size"), "1048576");
+    assert_eq!(value(&out, "max_auth_token_size"), "1048576");
+    assert_eq!(value(&out, "pull_progress_timeout"), "120");
+    assert_eq!(value(&out, "max_layers"), "500");
+    std::fs::write(
+        env.p("conf.d/10.conf"),
+        "[image]\nmax_manifest_size = 1000\nmax_config_size = 2000\nmax_error_body_size = 3000\nmax_auth_token_size = 4000\npull_progress_timeout = 0\nmax_layers = 64\n",
+    )
+    .unwrap();
+    let out = config_out(&env, &[]);
+    for (k, v) in [("max_manifest_size", "1000"), ("max_config_size", "2000"), ("max_error_body_size", "3000"),
+                   ("max_auth_token_size", "4000"), ("pull_progress_timeout", "0"), ("max_layers", "64")] {
+        assert_eq!(value(&out, k), v, "{k}");
+    }
+    for (bad, key) in [("max_layers = 501", "image.max_layers"), ("max_layers = 0", "image.max_layers"),
+                       ("max_manifest_size = 0", "image.max_manifest_size"), ("max_auth_token_size = 0", "image.max_auth_token_size")] {
+        std::fs::write(env.p("conf.d/10.conf"), format!("[image]\n{bad}\n")).unwrap();
+        let e = stderr(&env.cli(&["config"]));
+        assert!(e.contains("10.conf") && e.contains(key), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn every_option_is_documented() {
+    let env = Env::new("");
+    let out = config_out(&env, &[]);
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CRI.md")).unwrap();
+    let mut section = String::new();
+    let mut n = 0;
+    for l in out.lines() {
+        if l.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+        } else if let Some((k, _)) = l.split_once(" = ") {
+            if section.starts_with("runtime.handlers.") {
+                continue; // documented as `runtime.handlers.<name>.path`
+            }
+            assert!(docs.contains(&format!("`{section}.{k}`")), "{section}.{k} is not documented in docs/CRI.md");
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "only {n} options found in:\n{out}");
+}

@@ -4,5 +4,7 @@ mod common;
 mod config;
 mod grpc;
 mod hostile;
+mod hostile_registry;
 mod import;
 mod pull;
+mod rootfs;

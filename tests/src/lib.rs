@@ -5,6 +5,7 @@ use std::path::PathBuf;
 pub mod bundle;
 pub mod cgroup2;
 pub mod console;
+pub mod hostile_registry;
 pub mod registry;
 pub mod runtime;
 

@@ -49,6 +49,12 @@ pub struct ImageSection {
     pub auth_file: Option<PathBuf>,
     pub max_layer_size: Option<u64>,
     pub allow_device_nodes: Option<bool>,
+    pub max_manifest_size: Option<u64>,
+    pub max_config_size: Option<u64>,
+    pub max_error_body_size: Option<u64>,
+    pub max_auth_token_size: Option<u64>,
+    pub pull_progress_timeout: Option<u64>,
+    pub max_layers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,8 +153,24 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
         check_abs(path, "image.registries_conf", &i.registries_conf)?;
         check_abs(path, "image.registries_conf_dir", &i.registries_conf_dir)?;
         check_abs(path, "image.auth_file", &i.auth_file)?;
-        if i.max_layer_size == Some(0) {
-            return Err(bad(path, "image.max_layer_size", "must be greater than 0".into()));
+        for (key, v) in [
+            ("image.max_layer_size", i.max_layer_size),
+            ("image.max_manifest_size", i.max_manifest_size),
+            ("image.max_config_size", i.max_config_size),
+            ("image.max_error_body_size", i.max_error_body_size),
+            ("image.max_auth_token_size", i.max_auth_token_size),
+        ] {
+            if v == Some(0) {
+                return Err(bad(path, key, "must be greater than 0".into()));
+            }
+        }
+        let most = crate::image::pull::OVERLAY_MAX_LAYERS;
+        if let Some(n) = i.max_layers.filter(|n| !(1..=most).contains(n)) {
+            return Err(bad(
+                path,
+                "image.max_layers",
+                format!("must be between 1 and {most} (overlayfs stacks at most {most} layers), got {n}"),
+            ));
         }
         if let Some(p) = &i.pause_image {
             if p.trim().is_empty() {

@@ -74,6 +74,13 @@ pub struct ImageConfig {
     pub auth_file: PathBuf,
     pub max_layer_size: u64,
     pub allow_device_nodes: bool,
+    pub max_manifest_size: u64,
+    pub max_config_size: u64,
+    pub max_error_body_size: u64,
+    pub max_auth_token_size: u64,
+    /// Seconds; 0 = no timeout.
+    pub pull_progress_timeout: u64,
+    pub max_layers: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +138,14 @@ impl Default for Config {
                 auth_file: "/etc/berth/auth.json".into(),
                 max_layer_size: 16 << 30,
                 allow_device_nodes: false,
+                // containers/image's limits (CRI-O, podman): 4 MiB manifests and configs,
+                // 1 MiB error bodies and token responses.
+                max_manifest_size: 4 << 20,
+                max_config_size: 4 << 20,
+                max_error_body_size: 1 << 20,
+                max_auth_token_size: 1 << 20,
+                pull_progress_timeout: 120,
+                max_layers: crate::image::pull::OVERLAY_MAX_LAYERS,
             },
             network: NetworkConfig {
                 cni_conf_dir: "/etc/cni/net.d".into(),
@@ -216,6 +231,12 @@ impl Config {
             set(&mut self.image.auth_file, i.auth_file);
             set(&mut self.image.max_layer_size, i.max_layer_size);
             set(&mut self.image.allow_device_nodes, i.allow_device_nodes);
+            set(&mut self.image.max_manifest_size, i.max_manifest_size);
+            set(&mut self.image.max_config_size, i.max_config_size);
+            set(&mut self.image.max_error_body_size, i.max_error_body_size);
+            set(&mut self.image.max_auth_token_size, i.max_auth_token_size);
+            set(&mut self.image.pull_progress_timeout, i.pull_progress_timeout);
+            set(&mut self.image.max_layers, i.max_layers);
         }
         if let Some(n) = f.network {
             set(&mut self.network.cni_conf_dir, n.cni_conf_dir);

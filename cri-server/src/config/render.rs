@@ -70,6 +70,23 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "# Whether layers may create character/block device nodes (overlay whiteouts, 0:0");
     let _ = writeln!(o, "# char devices made from .wh. entries, are always allowed). Default: false.");
     let _ = writeln!(o, "allow_device_nodes = {}", c.image.allow_device_nodes);
+    let _ = writeln!(o, "# Largest manifest or image index read from a registry, in bytes; a larger one is");
+    let _ = writeln!(o, "# refused before it is buffered. Default: 4194304 (4 MiB, as containers/image).");
+    let _ = writeln!(o, "max_manifest_size = {}", c.image.max_manifest_size);
+    let _ = writeln!(o, "# Largest image config, in bytes (checked against its descriptor before the download).");
+    let _ = writeln!(o, "# Default: 4194304 (4 MiB).");
+    let _ = writeln!(o, "max_config_size = {}", c.image.max_config_size);
+    let _ = writeln!(o, "# Largest body of a registry's error response that is read, in bytes (errors and the");
+    let _ = writeln!(o, "# log quote at most its first 200 bytes). Default: 1048576 (1 MiB).");
+    let _ = writeln!(o, "max_error_body_size = {}", c.image.max_error_body_size);
+    let _ = writeln!(o, "# Largest response of a registry's token (auth) endpoint, in bytes. Default: 1048576 (1 MiB).");
+    let _ = writeln!(o, "max_auth_token_size = {}", c.image.max_auth_token_size);
+    let _ = writeln!(o, "# Idle-read timeout of registry connections, in seconds: a pull attempt fails when the");
+    let _ = writeln!(o, "# registry sends no data (headers or body) for this long. 0 = no timeout. Default: 120.");
+    let _ = writeln!(o, "pull_progress_timeout = {}", c.image.pull_progress_timeout);
+    let _ = writeln!(o, "# Most layers an image may have; more are refused at pull. 1 to 500 (overlayfs stacks at");
+    let _ = writeln!(o, "# most 500 lower layers, and berth's rootfs mount reaches that). Default: 500.");
+    let _ = writeln!(o, "max_layers = {}", c.image.max_layers);
 
     let _ = writeln!(o, "\n[network]");
     let _ = writeln!(o, "# CNI network configuration directory. Default: \"/etc/cni/net.d\".");

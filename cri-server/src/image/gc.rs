@@ -7,20 +7,34 @@ use std::os::unix::fs::MetadataExt;
 use super::store::{ioe, Store, StoreError};
 
 impl Store {
-    /// After a failed pull/import: removes the blobs and layers of `digests` that no image
-    /// references, so a failure leaves the store as it was. Takes the exclusive gc lock
-    /// (the caller must not hold the shared one).
-    pub fn discard_unreferenced(&self, digests: &[String]) -> Result<(), StoreError> {
-        let _gc = self.gc_exclusive()?;
-        self.collect_garbage_in(Some(digests))
+    /// Collects unreferenced blobs and layers when no pull or import is running, else leaves
+    /// it to the last one that ends. `needed` records that something may be garbage now (a
+    /// failed pull, a removed image); a collection still pending from earlier runs as well.
+    ///
+    /// Nobody ever waits here: pulls and imports hold `gc.lock` shared for their whole life
+    /// (so GC never sees a half-made image), and this only *tries* the exclusive lock. The
+    /// marker is written before trying, and every holder of the shared lock calls this after
+    /// releasing it, so the last one to leave always sees the marker and collects.
+    pub fn collect_when_idle(&self, needed: bool) -> Result<(), StoreError> {
+        let pending = self.root().join("gc.pending");
+        if needed {
+            fs::write(&pending, b"").map_err(ioe(&pending))?;
+        } else if !pending.exists() {
+            return Ok(());
+        }
+        let Some(_gc) = self.try_gc_exclusive()? else {
+            tracing::debug!("image store busy: garbage collection deferred");
+            return Ok(());
+        };
+        self.collect_garbage()?;
+        match fs::remove_file(&pending) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ioe(pending)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Removes blobs and layers no image references. Caller holds the exclusive gc lock.
     pub(crate) fn collect_garbage(&self) -> Result<(), StoreError> {
-        self.collect_garbage_in(None)
-    }
-
-    fn collect_garbage_in(&self, only: Option<&[String]>) -> Result<(), StoreError> {
         let mut keep = BTreeSet::new();
         for i in self.list_images()? {
             keep.insert(i.id.trim_start_matches("sha256:").to_string());
@@ -41,8 +55,7 @@ impl Store {
             let dir = self.root().join(sub);
             for e in fs::read_dir(&dir).map_err(ioe(&dir))?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let selected = only.is_none_or(|o| o.iter().any(|d| d.strip_prefix("sha256:") == Some(name.as_str())));
-                if selected && !keep.contains(&name) {
+                if !keep.contains(&name) {
                     let p = e.path();
                     let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
                     r.map_err(ioe(p))?;
@@ -92,5 +105,41 @@ impl Store {
             }
         }
         Ok((bytes, inodes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::unpack::UnpackOptions;
+    use super::*;
+
+    #[test]
+    fn collection_waits_for_no_one_and_is_never_lost() {
+        let root = std::env::temp_dir().join(format!("berth-gc-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root, UnpackOptions { max_size: 1 << 20, allow_devices: false }).unwrap();
+        let garbage = store.put_bytes(b"unreferenced").unwrap();
+        let pending = root.join("gc.pending");
+        // Two pulls running: collecting is deferred at once, not waited for.
+        let (a, b) = (store.gc_shared().unwrap(), store.gc_shared().unwrap());
+        store.collect_when_idle(true).unwrap();
+        assert!(store.has_blob(&garbage) && pending.exists());
+        // The first to end finds the other still running: still deferred.
+        drop(a);
+        store.collect_when_idle(false).unwrap();
+        assert!(store.has_blob(&garbage) && pending.exists());
+        // The last one to end collects.
+        drop(b);
+        store.collect_when_idle(false).unwrap();
+        assert!(!store.has_blob(&garbage) && !pending.exists());
+        // Nothing pending, nothing needed: no collection (a new blob stays).
+        let fresh = store.put_bytes(b"fresh").unwrap();
+        store.collect_when_idle(false).unwrap();
+        assert!(store.has_blob(&fresh));
+        // A collection left pending by a killed process runs when the store is next opened.
+        fs::write(&pending, b"").unwrap();
+        let store = Store::open(&root, UnpackOptions { max_size: 1 << 20, allow_devices: false }).unwrap();
+        assert!(!store.has_blob(&fresh) && !pending.exists());
+        fs::remove_dir_all(&root).unwrap();
     }
 }

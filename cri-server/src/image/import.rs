@@ -63,45 +63,14 @@ pub fn import_archive(store: &Store, file: &Path, name: Option<&str>) -> Result<
             })
         }
     })();
-    if res.is_err() {
-        // Remove whatever this import stored that no image references.
-        let mut digests = Vec::new();
-        for sub in ["blobs/sha256", "layers"] {
-            for e in fs::read_dir(tmp.join(sub)).into_iter().flatten().flatten() {
-                digests.push(format!("sha256:{}", e.file_name().to_string_lossy()));
-            }
-        }
-        digests.extend(docker_digests(&tmp));
-        drop(gc);
-        let _ = fs::remove_dir_all(&tmp);
-        if let Err(e) = store.discard_unreferenced(&digests) {
-            tracing::warn!(error = %e, "cleaning up after failed import");
-        }
-    } else {
-        let _ = fs::remove_dir_all(&tmp);
+    drop(gc);
+    let _ = fs::remove_dir_all(&tmp);
+    // Whatever a failed import stored that no image references is collected (now, or by
+    // the last pull/import to end); a collection left pending by others runs too.
+    if let Err(e) = store.collect_when_idle(res.is_err()) {
+        tracing::warn!(error = %e, "collecting garbage after import");
     }
     res
-}
-
-/// Digests of the files of an extracted docker archive (what the import may have stored).
-fn docker_digests(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(p),
-                Ok(t) if t.is_file() => {
-                    if let Ok(h) = super::store::sha256_file(&p) {
-                        out.push(h);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 fn fmt_err(file: &Path, message: impl Into<String>) -> ImportError {
@@ -150,7 +119,7 @@ fn layer_refs(store: &Store, blobs: Vec<(PathBuf, Option<String>)>, diff_ids: &[
 
 fn import_oci(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImportError> {
     let index = fs::read(dir.join("index.json")).map_err(|e| fmt_err(file, e.to_string()))?;
-    let Parsed::Index(entries) = manifest::parse(&index, Some(manifest::OCI_INDEX))? else {
+    let Parsed::Index(entries) = manifest::parse(&index, &[manifest::OCI_INDEX])? else {
         return Err(fmt_err(file, "index.json is not an image index"));
     };
     let mut out = Vec::new();
@@ -169,7 +138,7 @@ fn import_oci(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> Res
         let top_path = blob_in(file, dir, &top.digest)?;
         let top_digest = store.ingest_file(&top_path, Some(&top.digest))?;
         let body = store.read_blob(&top_digest)?;
-        let (mdesc, mbody) = match manifest::parse(&body, Some(&top.media_type))? {
+        let (mdesc, mbody) = match manifest::parse(&body, &[&top.media_type])? {
             Parsed::Manifest { .. } => (top.clone(), body),
             Parsed::Index(sub) => {
                 let e: Descriptor = manifest::pick_platform(&sub)?.clone();
@@ -178,7 +147,7 @@ fn import_oci(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> Res
                 (e, store.read_blob(&d)?)
             }
         };
-        let Parsed::Manifest { config, layers } = manifest::parse(&mbody, Some(&mdesc.media_type))? else {
+        let Parsed::Manifest { config, layers } = manifest::parse(&mbody, &[&mdesc.media_type])? else {
             return Err(fmt_err(file, "nested image index"));
         };
         let cpath = blob_in(file, dir, &config.digest)?;

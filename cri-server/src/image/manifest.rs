@@ -25,6 +25,8 @@ pub enum ManifestError {
     LayerCount { diff_ids: usize, layers: usize },
     #[error("invalid digest {0:?} in manifest")]
     Digest(String),
+    #[error("ambiguous manifest refused: {0}")]
+    Ambiguous(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,15 +50,37 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// Presence of the fields that tell manifests and indexes apart (`null` counts as present:
+/// a second reader might treat it differently).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Raw {
+struct Shape {
     schema_version: Option<u32>,
     #[serde(default)]
     media_type: Option<String>,
-    config: Option<Descriptor>,
-    layers: Option<Vec<Descriptor>>,
-    manifests: Option<Vec<Descriptor>>,
+    #[serde(default, deserialize_with = "present")]
+    config: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    layers: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    manifests: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    fs_layers: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+struct RawIndex {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawManifest {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
 }
 
 pub enum Parsed {
@@ -72,32 +96,87 @@ fn check(d: &Descriptor) -> Result<(), ManifestError> {
     }
 }
 
-/// Parses a manifest or index; `content_type` is the HTTP Content-Type when known.
-pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, ManifestError> {
-    let raw: Raw = serde_json::from_slice(body)?;
-    let mt = raw
-        .media_type
-        .clone()
-        .or_else(|| content_type.map(str::to_string))
-        .unwrap_or_default();
-    if raw.schema_version != Some(2) {
-        return Err(ManifestError::MediaType(format!("{mt} (schemaVersion {:?})", raw.schema_version)));
+/// The manifest media types a declaration can name (schema 1 included, to notice conflicts).
+const MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_LIST,
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+fn is_index_type(mt: &str) -> bool {
+    mt == OCI_INDEX || mt == DOCKER_LIST
+}
+
+/// A declared type without parameters (`; charset=utf-8`), lowercased; `None` when it says
+/// nothing about manifests (empty, `application/json`, `application/octet-stream`, ...).
+fn manifest_type(declared: &str) -> Option<String> {
+    let t = declared.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    MANIFEST_TYPES.contains(&t.as_str()).then_some(t)
+}
+
+/// Parses a manifest or index. `declared` are the types given for it from outside (the HTTP
+/// Content-Type, the mediaType of the descriptor that pointed at it); empty strings and
+/// non-manifest types are ignored.
+///
+/// Ambiguous documents are refused (the class of CVE-2021-41190: two readers must never see
+/// two different images behind one digest): the `mediaType` field and every declared type
+/// must agree, and the structure must fit that type — an index has `manifests` and neither
+/// `config` nor `layers`, a manifest has `config` and `layers` and no `manifests`; `fsLayers`
+/// (schema 1) never goes with either.
+pub fn parse(body: &[u8], declared: &[&str]) -> Result<Parsed, ManifestError> {
+    let shape: Shape = serde_json::from_slice(body)?;
+    let mut kinds: Vec<String> = Vec::new();
+    if let Some(mt) = shape.media_type.as_deref().filter(|m| !m.is_empty()) {
+        // The document's own field must be a type we know; anything else is refused below.
+        kinds.push(mt.to_string());
     }
-    if let Some(m) = raw.manifests {
-        if !(mt.is_empty() || mt == OCI_INDEX || mt == DOCKER_LIST) {
-            return Err(ManifestError::MediaType(mt));
+    kinds.extend(declared.iter().filter_map(|d| manifest_type(d)));
+    if let Some(other) = kinds.iter().find(|k| **k != kinds[0]) {
+        return Err(ManifestError::Ambiguous(format!(
+            "it is declared both {:?} and {other:?} (mediaType field, Content-Type and descriptor must agree)",
+            kinds[0]
+        )));
+    }
+    let (has_config, has_layers, has_manifests) =
+        (shape.config.is_some(), shape.layers.is_some(), shape.manifests.is_some());
+    if has_manifests && (has_layers || has_config) {
+        return Err(ManifestError::Ambiguous(
+            "it has both `manifests` (an index) and `config`/`layers` (an image manifest)".into(),
+        ));
+    }
+    if shape.fs_layers.is_some() && (has_manifests || has_layers || has_config) {
+        return Err(ManifestError::Ambiguous("it has both schema 1 `fsLayers` and schema 2 fields".into()));
+    }
+    let mt = kinds.first().cloned().unwrap_or_default();
+    if shape.schema_version != Some(2) {
+        return Err(ManifestError::MediaType(format!("{mt} (schemaVersion {:?})", shape.schema_version)));
+    }
+    if has_manifests {
+        if !(mt.is_empty() || is_index_type(&mt)) {
+            return Err(ManifestError::Ambiguous(format!("it is declared {mt:?} but has the structure of an index")));
         }
-        m.iter().try_for_each(check)?;
-        return Ok(Parsed::Index(m));
+        let raw: RawIndex = serde_json::from_slice(body)?;
+        raw.manifests.iter().try_for_each(check)?;
+        return Ok(Parsed::Index(raw.manifests));
     }
-    match (raw.config, raw.layers) {
-        (Some(config), Some(layers)) if mt.is_empty() || mt == OCI_MANIFEST || mt == DOCKER_MANIFEST => {
-            check(&config)?;
-            layers.iter().try_for_each(check)?;
-            Ok(Parsed::Manifest { config, layers })
+    if !(has_config && has_layers) || !(mt.is_empty() || mt == OCI_MANIFEST || mt == DOCKER_MANIFEST) {
+        if MANIFEST_TYPES.contains(&mt.as_str()) {
+            return Err(ManifestError::Ambiguous(format!(
+                "it is declared {mt:?} but its structure (config: {has_config}, layers: {has_layers}, manifests: false) is not that"
+            )));
         }
-        _ => Err(ManifestError::MediaType(mt)),
+        return Err(ManifestError::MediaType(mt));
     }
+    let raw: RawManifest = serde_json::from_slice(body)?;
+    check(&raw.config)?;
+    raw.layers.iter().try_for_each(check)?;
+    Ok(Parsed::Manifest {
+        config: raw.config,
+        layers: raw.layers,
+    })
 }
 
 pub fn host_arch() -> &'static str {
@@ -167,4 +246,86 @@ pub fn parse_config(body: &[u8], layers: usize) -> Result<ConfigInfo, ManifestEr
         diff_ids,
         user: raw.config.and_then(|c| c.user).filter(|u| !u.is_empty()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn desc(mt: &str) -> serde_json::Value {
+        serde_json::json!({"mediaType": mt, "digest": D, "size": 2})
+    }
+
+    fn manifest(mt: Option<&str>) -> serde_json::Value {
+        let mut m = serde_json::json!({"schemaVersion": 2, "config": desc(OCI_CONFIG), "layers": [desc(OCI_LAYER_TAR)]});
+        if let Some(mt) = mt {
+            m["mediaType"] = mt.into();
+        }
+        m
+    }
+
+    fn index(mt: Option<&str>) -> serde_json::Value {
+        let mut m = serde_json::json!({"schemaVersion": 2, "manifests": [desc(OCI_MANIFEST)]});
+        if let Some(mt) = mt {
+            m["mediaType"] = mt.into();
+        }
+        m
+    }
+
+    fn run(v: &serde_json::Value, declared: &[&str]) -> Result<Parsed, ManifestError> {
+        parse(&serde_json::to_vec(v).unwrap(), declared)
+    }
+
+    fn ambiguous(r: Result<Parsed, ManifestError>) -> bool {
+        matches!(r, Err(ManifestError::Ambiguous(_)))
+    }
+
+    #[test]
+    fn unambiguous_documents_parse() {
+        assert!(matches!(run(&manifest(Some(OCI_MANIFEST)), &[OCI_MANIFEST]), Ok(Parsed::Manifest { .. })));
+        assert!(matches!(run(&manifest(None), &[DOCKER_MANIFEST]), Ok(Parsed::Manifest { .. })));
+        assert!(matches!(run(&manifest(None), &[]), Ok(Parsed::Manifest { .. })));
+        assert!(matches!(run(&index(Some(OCI_INDEX)), &["application/vnd.oci.image.index.v1+json; charset=utf-8"]), Ok(Parsed::Index(_))));
+        assert!(matches!(run(&index(None), &[DOCKER_LIST, ""]), Ok(Parsed::Index(_))));
+        // A generic Content-Type says nothing about the document.
+        assert!(matches!(run(&manifest(Some(OCI_MANIFEST)), &["application/json"]), Ok(Parsed::Manifest { .. })));
+    }
+
+    #[test]
+    fn structure_conflicts_are_refused() {
+        let mut both = index(Some(OCI_INDEX));
+        both["layers"] = serde_json::json!([desc(OCI_LAYER_TAR)]);
+        assert!(ambiguous(run(&both, &[OCI_INDEX])));
+        let mut both = manifest(Some(OCI_MANIFEST));
+        both["manifests"] = serde_json::json!([desc(OCI_MANIFEST)]);
+        assert!(ambiguous(run(&both, &[])));
+        let mut cfg_in_index = index(None);
+        cfg_in_index["config"] = desc(OCI_CONFIG);
+        assert!(ambiguous(run(&cfg_in_index, &[])));
+        // Even a null field is a field another reader may look at.
+        let mut null_layers = index(None);
+        null_layers["layers"] = serde_json::Value::Null;
+        assert!(ambiguous(run(&null_layers, &[])));
+        let mut schema1 = manifest(None);
+        schema1["fsLayers"] = serde_json::json!([]);
+        assert!(ambiguous(run(&schema1, &[])));
+    }
+
+    #[test]
+    fn declared_type_conflicts_are_refused() {
+        // mediaType field vs Content-Type.
+        assert!(ambiguous(run(&manifest(Some(OCI_MANIFEST)), &[OCI_INDEX])));
+        assert!(ambiguous(run(&manifest(Some(OCI_MANIFEST)), &[DOCKER_MANIFEST])));
+        // Content-Type vs the descriptor that pointed at it.
+        assert!(ambiguous(run(&manifest(None), &[OCI_MANIFEST, DOCKER_MANIFEST])));
+        // Declared type vs structure.
+        assert!(ambiguous(run(&manifest(Some(OCI_INDEX)), &[])));
+        assert!(ambiguous(run(&index(Some(OCI_MANIFEST)), &[])));
+        assert!(ambiguous(run(&index(None), &[OCI_MANIFEST])));
+        assert!(ambiguous(run(&manifest(None), &["application/vnd.docker.distribution.manifest.v1+prettyjws"])));
+        // Unknown own media type: refused as unsupported.
+        assert!(matches!(run(&manifest(Some("application/x-other")), &[]), Err(ManifestError::MediaType(_))));
+    }
 }

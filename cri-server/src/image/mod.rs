@@ -2,6 +2,7 @@
 //! and air-gapped import.
 
 pub mod auth;
+pub mod distribution;
 pub mod gc;
 pub mod import;
 pub mod manifest;

@@ -22,6 +22,35 @@ fn is_mountpoint(p: &Path) -> bool {
     m.lines().any(|l| l.split(' ').nth(4) == Some(&want))
 }
 
+/// Mounts overlayfs at `target` with options naming paths relative to `cwd`. The mount is
+/// made by a thread of its own that has unshared its working directory (CLONE_FS), so
+/// changing it cannot affect the daemon's other threads.
+fn mount_from(cwd: &Path, target: CString, data: CString) -> io::Result<()> {
+    let cwd = cwd.to_path_buf();
+    std::thread::spawn(move || -> io::Result<()> {
+        // SAFETY: plain syscalls on owned, valid C strings; CLONE_FS affects only this thread.
+        if unsafe { libc::unshare(libc::CLONE_FS) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        std::env::set_current_dir(&cwd)?;
+        let r = unsafe {
+            libc::mount(
+                c"overlay".as_ptr(),
+                target.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| io::Error::other("mount thread panicked"))?
+}
+
 impl Store {
     /// Mounts `<root>/containers/<id>/merged` and returns it.
     pub fn create_rootfs(&self, image_id: &str, container_id: &str) -> Result<PathBuf, StoreError> {
@@ -40,40 +69,39 @@ impl Store {
         for d in [&upper, &work, &merged] {
             fs::create_dir_all(d).map_err(ioe(d))?;
         }
-        // overlayfs wants the top layer first.
-        let mut lowers = Vec::new();
+        // overlayfs wants the top layer first. mount(2) takes at most one page of options,
+        // so the layers are named by short symlinks `lower/0`, `lower/1`, ... and the mount
+        // is made from inside `lower/` with relative names: 500 layers (OVL_MAX_STACK, the
+        // kernel's own limit) take under 2 KiB, whatever the store root's length.
+        let mut targets = Vec::new();
         for l in rec.layers.iter().rev() {
-            lowers.push(self.layer_diff(&l.digest)?.to_string_lossy().into_owned());
+            targets.push(self.layer_diff(&l.digest)?);
         }
-        if lowers.is_empty() {
+        if targets.is_empty() {
             let empty = dir.join("empty");
             fs::create_dir_all(&empty).map_err(ioe(&empty))?;
-            lowers.push(empty.to_string_lossy().into_owned());
+            targets.push(empty);
         }
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            upper.display(),
-            work.display()
-        );
+        let lower = dir.join("lower");
+        let _ = fs::remove_dir_all(&lower);
+        fs::create_dir_all(&lower).map_err(ioe(&lower))?;
+        let mut names = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            let link = lower.join(i.to_string());
+            std::os::unix::fs::symlink(t, &link).map_err(ioe(&link))?;
+            names.push(i.to_string());
+        }
+        let opts = format!("lowerdir={},upperdir=../upper,workdir=../work", names.join(":"));
         let mount_err = |e| StoreError::Mount {
             container: container_id.into(),
             source: e,
         };
-        let target = c(&merged).map_err(mount_err)?;
-        let data = CString::new(opts).map_err(|_| mount_err(io::Error::from(io::ErrorKind::InvalidInput)))?;
-        // SAFETY: valid C strings.
-        let r = unsafe {
-            libc::mount(
-                c"overlay".as_ptr(),
-                target.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
+        let r = (|| {
+            let target = c(&merged)?;
+            let data = CString::new(opts).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            mount_from(&lower, target, data)
+        })();
+        if let Err(e) = r {
             let _ = fs::remove_dir_all(&dir);
             return Err(mount_err(e));
         }

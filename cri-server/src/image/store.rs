@@ -185,6 +185,10 @@ impl Store {
                 }
             }
         }
+        // A collection deferred while the last user of the store was killed.
+        if let Err(e) = s.collect_when_idle(false) {
+            tracing::warn!(error = %e, "collecting garbage left pending");
+        }
         Ok(s)
     }
 
@@ -198,6 +202,17 @@ impl Store {
 
     pub fn has_blob(&self, digest: &str) -> bool {
         self.blob_path(digest).is_ok_and(|p| p.is_file())
+    }
+
+    /// Length of a stored blob, `None` when absent.
+    pub fn blob_len(&self, digest: &str) -> Result<Option<u64>, StoreError> {
+        let p = self.blob_path(digest)?;
+        match fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ioe(p)(e)),
+        }
     }
 
     fn layer_dir(&self, digest: &str) -> Result<PathBuf, StoreError> {
@@ -223,9 +238,14 @@ impl Store {
         flock(&p, false, false).map_err(ioe(p))
     }
 
-    pub(crate) fn gc_exclusive(&self) -> Result<FileLock, StoreError> {
+    /// The exclusive gc lock if nobody holds gc.lock now (`None` when busy).
+    pub(crate) fn try_gc_exclusive(&self) -> Result<Option<FileLock>, StoreError> {
         let p = self.root.join("gc.lock");
-        flock(&p, true, false).map_err(ioe(p))
+        match flock(&p, true, true) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(ioe(p)(e)),
+        }
     }
 
     fn meta_lock(&self) -> Result<FileLock, StoreError> {
@@ -371,6 +391,7 @@ impl Store {
                 return Err(ioe(&dst)(e));
             }
             fsync_dir(&self.root.join("layers"))?;
+            tracing::debug!(digest, diff_id, size, "layer unpacked");
             Ok(LayerRef {
                 digest: digest.to_string(),
                 diff_id,
@@ -518,11 +539,21 @@ impl Store {
     /// RemoveImage: by id, digest, or its only tag removes the image; by one of several tags
     /// removes just that tag. Refused while a container uses the image.
     /// Returns `Ok(false)` when nothing matched.
+    /// Unreferenced blobs and layers are collected at once when no pull or import runs, else
+    /// by the last one to end: RemoveImage never waits for a pull.
     pub fn remove_image(&self, reference: &str, names: &[String]) -> Result<bool, StoreError> {
-        let _gc = self.gc_exclusive()?;
+        let removed = self.remove_record(reference, names)?;
+        if removed == Some(true) {
+            self.collect_when_idle(true)?;
+        }
+        Ok(removed.is_some())
+    }
+
+    /// `None`: nothing matched; `Some(true)`: the record went; `Some(false)`: only untagged.
+    fn remove_record(&self, reference: &str, names: &[String]) -> Result<Option<bool>, StoreError> {
         let _m = self.meta_lock()?;
         let Some(mut rec) = self.find_image(reference, names)? else {
-            return Ok(false);
+            return Ok(None);
         };
         // Removing one tag of an image that has other tags only untags it.
         let tags: Vec<String> = names
@@ -534,7 +565,7 @@ impl Store {
         if !tags.is_empty() && rec.repo_tags.len() > tags.len() {
             rec.repo_tags.retain(|t| !tags.contains(t));
             self.write_record(&rec)?;
-            return Ok(true);
+            return Ok(Some(false));
         }
         let users = self.image_users(&rec.id)?;
         if !users.is_empty() {
@@ -546,7 +577,6 @@ impl Store {
         let p = self.image_path(&rec.id)?;
         fs::remove_file(&p).map_err(ioe(&p))?;
         fsync_dir(&self.root.join("images"))?;
-        self.collect_garbage()?;
-        Ok(true)
+        Ok(Some(true))
     }
 }

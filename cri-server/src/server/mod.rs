@@ -32,12 +32,7 @@ pub struct CriServer {
 
 impl CriServer {
     pub fn new(config: Arc<Config>, store: Arc<Store>) -> CriServer {
-        let puller = Arc::new(Puller {
-            store: store.clone(),
-            registries_conf: config.image.registries_conf.clone(),
-            registries_conf_dir: config.image.registries_conf_dir.clone(),
-            auth_file: config.image.auth_file.clone(),
-        });
+        let puller = Arc::new(Puller::new(store.clone(), &config.image));
         CriServer { config, store, puller }
     }
 
