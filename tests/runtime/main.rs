@@ -21,6 +21,7 @@ mod hooks;
 mod hygiene;
 mod mounts;
 mod namespaces;
+mod podman;
 mod process;
 
 pub use berth_tests::bundle::Bundle;
