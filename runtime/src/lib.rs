@@ -11,6 +11,7 @@ pub mod container;
 pub mod error;
 pub mod hooks;
 pub mod logger;
+pub mod lsm;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;

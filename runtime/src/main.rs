@@ -1,7 +1,7 @@
 //! `berth`: runc-compatible command line over the berth_runtime library.
 
 use anyhow::Context;
-use berth_runtime::container::{create, delete, kill, list, run, spec, start};
+use berth_runtime::container::{create, delete, exec as exec_cmd, features, kill, list, run, spec, start};
 use berth_runtime::{console, logger};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -59,6 +59,62 @@ struct CreateArgs {
     preserve_fds: i32,
 }
 
+#[derive(Args)]
+struct ExecArgs {
+    /// Unix socket that receives the pty master (with --tty).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Working directory of the process (inside the container).
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Set an environment variable (NAME=VALUE); may be repeated.
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// UID[:GID] of the process.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional group ids; may be repeated.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// A process.json to run instead of the command line (the other process flags are ignored).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// SELinux label of the process.
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// AppArmor profile of the process.
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Add a capability (CAP_...); may be repeated.
+    #[arg(short, long)]
+    cap: Vec<String>,
+    /// Pass this many fds beyond stdio (3, 4, ...) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+    /// Run in this sub-cgroup of the container's (PATH or CONTROLLER:PATH).
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// Exec even when the container is paused.
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container; its process waits for `start`.
@@ -75,6 +131,10 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a new process inside a container.
+    Exec(ExecArgs),
+    /// Print the runtime's features (OCI runtime spec "features" JSON).
+    Features,
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to a container's init (or all its processes).
@@ -140,6 +200,33 @@ fn exec(cli: Cli) -> anyhow::Result<i32> {
             let (o, sock) = opts(&root, create);
             return Ok(run::run(&o, sock, detach, keep)?);
         }
+        Cmd::Exec(a) => {
+            let o = exec_cmd::ExecOpts {
+                root: root.clone(),
+                id: a.id,
+                process_file: a.process,
+                flags: exec_cmd::ProcessFlags {
+                    args: a.command,
+                    cwd: a.cwd,
+                    env: a.env,
+                    tty: a.tty,
+                    user: a.user,
+                    additional_gids: a.additional_gids,
+                    caps: a.cap,
+                    no_new_privs: a.no_new_privs,
+                    apparmor: a.apparmor,
+                    process_label: a.process_label,
+                },
+                console_socket: a.console_socket,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                preserve_fds: a.preserve_fds,
+                cgroup: a.cgroup,
+                ignore_paused: a.ignore_paused,
+            };
+            return Ok(exec_cmd::exec(&o)?);
+        }
+        Cmd::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Cmd::State { id } => {
             let s = list::state(&root, &id)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
@@ -164,6 +251,10 @@ fn exec(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn main() {
+    // Non-dumpable from the start: while berth runs inside a container's namespaces (exec)
+    // or beside them, no container process may open /proc/<pid>/exe (the host's berth
+    // binary) or /proc/<pid>/fd of berth. execve of the container's program resets it.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
     let format = match cli.log_format {
         LogFormat::Text => logger::Format::Text,

@@ -39,8 +39,11 @@ pub struct Plan {
     pub fork_init: bool,
     /// Whether the container has its own network namespace (then lo is brought up).
     pub new_net: bool,
-    /// Whether the container has its own uts namespace (hostname may be set).
-    pub new_uts: bool,
+    /// Whether the container has its own uts namespace, new or joined (hostname may be set).
+    pub own_uts: bool,
+    /// Neither a new nor a joined mount namespace: mounts happen in the host's, and the
+    /// container is only chrooted into its rootfs (as runc does).
+    pub shares_host_mounts: bool,
 }
 
 pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
@@ -66,6 +69,8 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
     }
     let (clone, unshare) = if joins.is_empty() { (new - late, new & late) } else { (CloneFlags::empty(), new) };
     let pid_joined = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid);
+    let own_uts = new.contains(CloneFlags::CLONE_NEWUTS) || joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Uts);
+    let shares_host_mounts = !new.contains(CloneFlags::CLONE_NEWNS) && !joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
     let fork_init = pid_joined
         || unshare.contains(CloneFlags::CLONE_NEWPID)
         || new.contains(flag(LinuxNamespaceType::Time));
@@ -76,7 +81,8 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
         new_user: new.contains(CloneFlags::CLONE_NEWUSER),
         fork_init,
         new_net: new.contains(CloneFlags::CLONE_NEWNET),
-        new_uts: new.contains(CloneFlags::CLONE_NEWUTS),
+        own_uts,
+        shares_host_mounts,
     })
 }
 

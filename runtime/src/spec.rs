@@ -64,7 +64,19 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         }
     }
     if !seen.contains(&LinuxNamespaceType::Mount) {
-        return Err(Error::Spec("a mount namespace is required".into()));
+        // The container shares the host's mounts (runc allows it): nothing may then be
+        // masked, made read-only or re-propagated, since that would change the host.
+        let masked = linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+            || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty());
+        if masked {
+            return Err(Error::Spec("maskedPaths and readonlyPaths need a mount namespace of the container's own".into()));
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            return Err(Error::Spec("a read-only root needs a mount namespace of the container's own".into()));
+        }
+        if linux.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(Error::Spec("rootfsPropagation needs a mount namespace of the container's own".into()));
+        }
     }
     let has_user = seen.contains(&LinuxNamespaceType::User);
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
@@ -80,12 +92,7 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     if linux.seccomp().is_some() {
         return Err(Error::Unsupported("linux.seccomp (berth does not filter syscalls yet)".into()));
     }
-    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(Error::Unsupported("process.apparmorProfile".into()));
-    }
-    if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(Error::Unsupported("process.selinuxLabel".into()));
-    }
+    crate::lsm::check_spec(spec)?;
     let unsupported = [
         ("process.ioPriority", process.io_priority().is_some()),
         ("process.scheduler", process.scheduler().is_some()),
@@ -174,7 +181,10 @@ mod tests {
             (Box::new(|v| v["ociVersion"] = "0.9.0".into()), "unsupported ociVersion"),
             (Box::new(|v| v["root"]["path"] = "nope".into()), "rootfs"),
             (Box::new(|v| v["process"]["args"] = serde_json::json!([])), "args"),
-            (Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}])), "mount namespace"),
+            (Box::new(|v| {
+                v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}]);
+                v["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]);
+            }), "mount namespace"),
             (Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"bogus"}])), "malformed"),
             (Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"../x":"1"})), "sysctl"),
         ];

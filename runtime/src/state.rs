@@ -59,6 +59,10 @@ pub struct State {
     /// Hooks that run after `create` returns (poststart, poststop).
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// The container has no mount namespace: its mounts are in the host's, below the
+    /// rootfs, and `delete` detaches them.
+    #[serde(default)]
+    pub shares_host_mounts: bool,
 }
 
 /// The OCI state as `berth state` prints it (runc's shape, with `created` and `owner`).

@@ -67,6 +67,22 @@ impl Channel {
         serde_json::from_slice(&buf[..n]).map_err(|e| Error::Init(format!("bad sync message: {e}")))
     }
 
+    /// Receives one message, or `None` when every peer closed its end (for an exec'd
+    /// process: execve closed it, so it runs).
+    pub fn recv_or_eof(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.ctx("sync receive")?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n]).map(Some).map_err(|e| Error::Init(format!("bad sync message: {e}")))
+    }
+
     /// Receives the expected message; `Failed` turns into the child's error.
     pub fn expect(&self, want: &Msg) -> Result<()> {
         match self.recv(&format!("{want:?}"))? {

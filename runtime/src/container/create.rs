@@ -125,6 +125,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
 
     let (parent_ch, child_ch) = sync::pair()?;
     let clone_flags = plan.clone;
+    let shares_host_mounts = plan.shares_host_mounts;
     let args = InitArgs {
         spec: &bundle.spec,
         id: &opts.id,
@@ -166,6 +167,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         cgroup: cgroup.clone(),
         hooks: bundle.spec.hooks().clone(),
+        shares_host_mounts,
     };
     loop {
         match parent_ch.recv("the container to be ready")? {
@@ -210,7 +212,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
 }
 
 /// Writes the pid file atomically (a reader never sees it half-written).
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let abs = std::path::absolute(path).with_ctx(|| format!("pid file {}", path.display()))?;
     let tmp = abs.with_file_name(format!(".{}.tmp", abs.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     std::fs::write(&tmp, pid.to_string()).with_ctx(|| format!("write {}", tmp.display()))?;

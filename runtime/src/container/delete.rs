@@ -53,6 +53,9 @@ fn stop(st: &State) -> Result<()> {
 pub fn destroy(root: &Path, st: &State) {
     let _ = cgroups::signal_all(&st.cgroup, libc::SIGKILL);
     cgroups::remove(&st.cgroup);
+    if st.shares_host_mounts {
+        crate::rootfs::detach_host_mounts(&st.rootfs);
+    }
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         hooks::run_all_warn(Kind::Poststop, h, &state_json(st, Status::Stopped));
     }

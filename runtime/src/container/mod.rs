@@ -2,6 +2,8 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
+pub mod features;
 pub mod kill;
 pub mod list;
 pub mod run;

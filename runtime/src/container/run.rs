@@ -5,7 +5,6 @@ use super::create::{self, CreateOpts};
 use super::{delete, start};
 use crate::console;
 use crate::error::{Context, Result};
-use crate::state::State;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -14,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// Signals a foreground `run` passes on to the container (SIGCHLD is ours).
-const FORWARDED: [Signal; 7] =
+pub(crate) const FORWARDED: [Signal; 7] =
     [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
 
 /// `keep` leaves the stopped container for `state` and `delete` instead of deleting it.
@@ -57,7 +56,7 @@ pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool, kee
         delete::destroy(&opts.root, &st);
         return Err(e);
     }
-    let code = wait(&st, &mask);
+    let code = wait_forwarding(st.pid, &mask);
     drop(raw_guard);
     let _ = mask.thread_unblock();
     if !keep {
@@ -66,20 +65,20 @@ pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool, kee
     code
 }
 
-/// Reaps children until the init exits, forwarding signals to it; returns its exit code
+/// Reaps children until `pid` exits, forwarding signals to it; returns its exit code
 /// (128 + signal when killed, as shells report it).
-fn wait(st: &State, mask: &SigSet) -> Result<i32> {
+pub(crate) fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC).ctx("signalfd")?;
     loop {
-        if let Some(code) = reap(st.pid) {
+        if let Some(code) = reap(pid) {
             return Ok(code);
         }
         match sfd.read_signal() {
             Ok(Some(info)) => {
                 let sig = info.ssi_signo as i32;
                 if sig != libc::SIGCHLD {
-                    // SAFETY: kill(2) on the container's init, which we hold as our child.
-                    unsafe { libc::kill(st.pid, sig) };
+                    // SAFETY: kill(2) on our (reparented) child, not yet reaped.
+                    unsafe { libc::kill(pid, sig) };
                 }
             }
             Ok(None) | Err(nix::errno::Errno::EINTR) => {}

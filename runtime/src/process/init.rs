@@ -57,7 +57,8 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
     if a.plan.new_net {
         loopback_up()?;
     }
-    if a.plan.new_uts {
+    // A joined uts namespace is the container's too (runc sets the hostname there).
+    if a.plan.own_uts {
         if let Some(h) = a.spec.hostname().as_ref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).with_ctx(|| format!("set hostname {h}"))?;
         }
@@ -79,6 +80,7 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
         cgroup: a.cgroup,
         new_cgroupns,
         in_userns: a.plan.new_user,
+        shares_host_mounts: a.plan.shares_host_mounts,
     })?;
 
     a.channel.send(&Msg::RunHooks)?;
@@ -92,7 +94,11 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
         hooks::run_all(Kind::CreateContainer, h, state_json.as_bytes())?;
     }
 
-    rootfs::pivot(a.rootfs, a.no_pivot)?;
+    if a.plan.shares_host_mounts {
+        rootfs::chroot(a.rootfs)?;
+    } else {
+        rootfs::pivot(a.rootfs, a.no_pivot)?;
+    }
     // Sysctls before readonlyPaths make /proc/sys read-only.
     if let Some(s) = linux.and_then(|l| l.sysctl().as_ref()) {
         crate::sysctl::apply(s)?;
@@ -115,6 +121,7 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(a.extra_env.iter().cloned());
     let args = process.args().as_deref().unwrap_or_default();
+    crate::lsm::apply(process)?;
     identity::apply(process)?;
     nix::unistd::chdir(cwd).with_ctx(|| format!("chdir to cwd {}", cwd.display()))?;
     // The cwd must be inside the container's root (a leaked host directory would show

@@ -1,6 +1,7 @@
 //! The processes of the create path: the cloned child, the container's init, and what
 //! init does to itself before execve.
 
+pub mod enter;
 pub mod exec;
 pub mod fds;
 pub mod identity;

@@ -21,6 +21,9 @@ pub struct Setup<'a> {
     pub new_cgroupns: bool,
     /// In a user namespace device nodes cannot be created: bind the host's.
     pub in_userns: bool,
+    /// No mount namespace of its own: the spec's mounts land in the host's (delete
+    /// detaches them), and nothing is done to the host's propagation or root.
+    pub shares_host_mounts: bool,
 }
 
 fn root_propagation(spec: &Spec) -> Result<MsFlags> {
@@ -34,16 +37,25 @@ fn root_propagation(spec: &Spec) -> Result<MsFlags> {
 /// Everything done while the host's root is still visible: propagation, the rootfs bind,
 /// spec mounts (targets resolved inside the rootfs), /dev and spec devices.
 pub fn prepare(s: &Setup) -> Result<()> {
-    // Nothing mounted below may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, root_propagation(s.spec)?, None::<&str>).ctx("set / propagation")?;
-    make_parent_private(s.rootfs)?;
-    // pivot_root needs the new root to be a mount point.
-    mount(Some(s.rootfs), s.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx("bind rootfs onto itself")?;
+    if !s.shares_host_mounts {
+        // Nothing mounted below may propagate back to the host.
+        mount(None::<&str>, "/", None::<&str>, root_propagation(s.spec)?, None::<&str>).ctx("set / propagation")?;
+        make_parent_private(s.rootfs)?;
+        // pivot_root needs the new root to be a mount point.
+        mount(Some(s.rootfs), s.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .ctx("bind rootfs onto itself")?;
+    }
     let root = nix::fcntl::open(s.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
         .with_ctx(|| format!("open rootfs {}", s.rootfs.display()))?;
     let spec_mounts = s.spec.mounts().as_deref().unwrap_or_default();
-    let ctx = mounts::MountContext { root: root.as_fd(), bundle: s.bundle, cgroup: s.cgroup, new_cgroupns: s.new_cgroupns };
+    let mount_label = s.spec.linux().as_ref().and_then(|l| l.mount_label().as_deref());
+    let ctx = mounts::MountContext {
+        root: root.as_fd(),
+        bundle: s.bundle,
+        cgroup: s.cgroup,
+        new_cgroupns: s.new_cgroupns,
+        mount_label,
+    };
     for m in spec_mounts {
         mounts::mount_one(&ctx, m)?;
     }
@@ -98,6 +110,31 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         umount2(".", MntFlags::MNT_DETACH).ctx("detach old root")?;
     }
     nix::unistd::chdir("/").ctx("chdir /")
+}
+
+/// A container in the host's mount namespace only changes its root directory.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx("chdir to rootfs")?;
+    nix::unistd::chroot(".").ctx("chroot")?;
+    nix::unistd::chdir("/").ctx("chdir /")
+}
+
+/// Detaches what a container without its own mount namespace mounted below its rootfs
+/// (deepest first); the rootfs mount itself, if any, is the caller's.
+pub fn detach_host_mounts(rootfs: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let mut below: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .filter(|mp| Path::new(mp).starts_with(rootfs) && Path::new(mp) != rootfs)
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in below {
+        if let Err(e) = umount2(m.as_str(), MntFlags::MNT_DETACH) {
+            crate::logger::warn(&format!("detach {m}: {e}"));
+        }
+    }
 }
 
 /// After pivot_root: the spec's propagation on /, masked and read-only paths, read-only root.

@@ -1,7 +1,7 @@
 //! Spec mounts: option parsing and mounting onto targets resolved inside the rootfs.
 
 use super::safe_path;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
@@ -17,6 +17,15 @@ pub struct Options {
     /// Filesystem-specific options (`size=64m`, `mode=755`, ...).
     pub data: Vec<String>,
 }
+
+/// Every mount option berth recognises (as `berth features` reports them): the flag
+/// options below and the propagation options.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "defaults", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async", "dirsync",
+    "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
+    "strictatime", "nostrictatime", "bind", "rbind", "private", "rprivate", "shared", "rshared", "slave",
+    "rslave", "unbindable", "runbindable",
+];
 
 pub fn parse_options(opts: &[String]) -> Options {
     let mut o = Options { flags: MsFlags::empty(), propagation: Vec::new(), data: Vec::new() };
@@ -83,6 +92,8 @@ pub struct MountContext<'a> {
     /// The container's cgroup directory on the host.
     pub cgroup: &'a Path,
     pub new_cgroupns: bool,
+    /// linux.mountLabel (SELinux), added as `context=` where runc adds it.
+    pub mount_label: Option<&'a str>,
 }
 
 /// Flags a user namespace may not clear on a bind mount of a mount it does not own.
@@ -103,9 +114,21 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, dest, &opts);
     }
+    // Type "bind" is a bind mount even when the options forget to say so (as crun).
+    let mut opts = opts;
+    if typ == "bind" {
+        opts.flags |= MsFlags::MS_BIND;
+    }
     let bind = opts.flags.contains(MsFlags::MS_BIND);
     let source = m.source().as_ref().map(|s| if s.is_relative() && bind { ctx.bundle.join(s) } else { s.clone() });
-    let is_file = bind && source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir()));
+    let is_file = if bind {
+        // Name the real cause: a missing source, not whatever the mount call says later.
+        let src = source.as_deref().ok_or_else(|| Error::Spec(format!("bind mount on {} has no source", dest.display())))?;
+        let md = std::fs::metadata(src).with_ctx(|| format!("bind mount source {} for {}", src.display(), dest.display()))?;
+        !md.is_dir()
+    } else {
+        false
+    };
     let target_fd = safe_path::ensure(ctx.root, dest, is_file)?;
     let target = safe_path::proc_fd_path(&target_fd);
 
@@ -115,7 +138,7 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
             .with_ctx(|| format!("bind {} on {}", src.display(), dest.display()))?;
         remount_bind(&mounted(ctx, dest)?, opts.flags, dest)?;
     } else {
-        let data = opts.data.join(",");
+        let data = crate::lsm::label_mount_data(typ, opts.data.join(","), ctx.mount_label);
         let data = (!data.is_empty()).then_some(data);
         let r = mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), opts.flags, data.as_deref());
         match r {
