@@ -108,7 +108,7 @@ fn podman_run_tty() {
     let pm = Podman::new("run-tty");
     let mut flags = vec!["-it", "--rm"];
     flags.extend(UNCONFINED);
-    let argv = pm.run_argv(&flags, &["sh", "-c", "tty; stty size; read x; echo got-$x; exit 8"]);
+    let argv = pm.run_args(&flags, &["sh", "-c", "tty; stty size; read x; echo got-$x; exit 8"]);
     let (mut m, mut child) = pm.spawn_on_pty(&argv.iter().map(String::as_str).collect::<Vec<_>>());
     let seen = m.read_until("24 80", Duration::from_secs(30));
     m.write_all(b"hello\n");

@@ -131,15 +131,9 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
         let img = self.dir().join("image");
         make_rootfs(&img.join("rootfs"));
         let tar = img.join("rootfs.tar");
-        let o = run_in(
-            &self.calls,
-            {
-                let mut c = Command::new("tar");
-                c.arg("-C").arg(img.join("rootfs")).arg("-cf").arg(&tar).arg(".");
-                c
-            },
-            TIMEOUT,
-        );
+        let mut c = Command::new("tar");
+        c.arg("-C").arg(img.join("rootfs")).arg("-cf").arg(&tar).arg(".");
+        let o = run_in(&self.calls, c, TIMEOUT);
         assert!(o.success(), "tar of the image rootfs: {}", o.describe());
         let o = self.run(&["import", &tar.to_string_lossy(), IMAGE]);
         assert!(o.success(), "podman import: {}", o.describe());
@@ -179,7 +173,8 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
         self.run(&self.run_args(flags, argv).iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    fn run_args(&self, flags: &[&str], argv: &[&str]) -> Vec<String> {
+    /// The arguments of `run_container` (for `spawn_on_pty`).
+    pub fn run_args(&self, flags: &[&str], argv: &[&str]) -> Vec<String> {
         let mut a: Vec<String> = vec!["run".into()];
         a.extend(flags.iter().map(|s| s.to_string()));
         a.extend(["--network", "none", "--cgroup-parent", &self.cgroup_parent].map(String::from));
@@ -223,11 +218,6 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
     /// `podman args…` in a new session on a fresh pty (for `-it`).
     pub fn spawn_on_pty(&self, args: &[&str]) -> (Master, Child) {
         Pty::open().and_then(|p| p.spawn(self.command(args))).expect("spawn podman on a pty")
-    }
-
-    /// `podman run` arguments (for `spawn_on_pty`).
-    pub fn run_argv(&self, flags: &[&str], argv: &[&str]) -> Vec<String> {
-        self.run_args(flags, argv)
     }
 
     /// `<runtime> state id` with the runtime's default root (where podman has it keep state).

@@ -76,6 +76,7 @@ pub fn run_in(dir: &Path, cmd: Command, timeout: Duration) -> Out {
 pub struct Running {
     pub child: Child,
     argv: String,
+    waited: bool,
     out: PathBuf,
     err: PathBuf,
 }
@@ -88,13 +89,14 @@ pub fn spawn_in(dir: &Path, mut cmd: Command) -> Running {
     let create = |p: &PathBuf| fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
     cmd.stdin(Stdio::null()).stdout(create(&out)).stderr(create(&err));
     let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {argv}: {e}"));
-    Running { child, argv, out, err }
+    Running { child, argv, waited: false, out, err }
 }
 
 impl Running {
     /// Wait for the exit (killing it after `timeout`) and collect its output.
     pub fn wait(mut self, timeout: Duration) -> Out {
         let (status, timed_out) = wait_child(&mut self.child, timeout);
+        self.waited = true;
         let read = |p: &PathBuf| {
             let s = String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
             let _ = fs::remove_file(p);
@@ -114,7 +116,7 @@ impl Running {
 impl Drop for Running {
     /// A command the test did not wait for (it failed first): kill and reap it.
     fn drop(&mut self) {
-        if !self.argv.is_empty() && self.child.try_wait().ok().flatten().is_none() {
+        if !self.waited {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
