@@ -1,7 +1,7 @@
 //! `berth`: runc-compatible command line over the berth_runtime library.
 
 use anyhow::Context;
-use berth_runtime::container::{create, delete, exec as exec_cmd, features, kill, list, run, spec, start};
+use berth_runtime::container::{create, delete, events, exec as exec_cmd, features, kill, list, pause, ps, run, spec, start, update};
 use berth_runtime::{console, logger};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -115,6 +115,60 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(Args)]
+struct UpdateArgs {
+    id: String,
+    /// JSON file with the resources to set (the spec's linux.resources shape), `-` for stdin;
+    /// all other flags are then ignored.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Block IO weight [10, 1000].
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    /// CFS period (µs).
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<String>,
+    /// CFS quota (µs per period; -1 unlimited).
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<String>,
+    /// CFS burst (µs).
+    #[arg(long = "cpu-burst")]
+    cpu_burst: Option<String>,
+    /// CPU shares (converted to cpu.weight).
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<String>,
+    /// Realtime period (cgroup v1 only: refused).
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<String>,
+    /// Realtime runtime (cgroup v1 only: refused).
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<String>,
+    /// SCHED_IDLE for the cgroup (0 or 1).
+    #[arg(long = "cpu-idle")]
+    cpu_idle: Option<String>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with a unit: 64m; -1 unlimited).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory reservation (memory.low).
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1 unlimited).
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Obsolete (ignored, as runc does).
+    #[arg(long = "kernel-memory", hide = true)]
+    kernel_memory: Option<String>,
+    /// Obsolete (ignored, as runc does).
+    #[arg(long = "kernel-memory-tcp", hide = true)]
+    kernel_memory_tcp: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container; its process waits for `start`.
@@ -158,6 +212,31 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Suspend every process of a container (cgroup freezer).
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// List a container's processes: `ps` output filtered to them, or their pids as JSON.
+    Ps {
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Arguments for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print a container's statistics (and OOM events) as JSON records.
+    Events {
+        id: String,
+        /// Interval between stats records (a Go duration: 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Print the stats once and exit.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Change a container's resource limits.
+    Update(UpdateArgs),
     /// Write a starting config.json.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -244,6 +323,47 @@ fn exec(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 print!("{}", list::table(&items));
             }
+        }
+        Cmd::Pause { id } => pause::pause(&root, &id)?,
+        Cmd::Resume { id } => pause::resume(&root, &id)?,
+        Cmd::Ps { format, id, ps_args } => {
+            let pids = ps::pids(&root, &id)?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids)?);
+            } else {
+                print!("{}", ps::table(&pids, &ps_args)?);
+            }
+        }
+        Cmd::Events { id, interval, stats } => {
+            let interval = events::parse_duration(&interval)?;
+            if stats {
+                println!("{}", events::stats_once(&root, &id)?);
+            } else {
+                events::stream(&root, &id, interval, &mut std::io::stdout().lock())?;
+            }
+        }
+        Cmd::Update(a) => {
+            if a.kernel_memory.is_some() || a.kernel_memory_tcp.is_some() {
+                logger::warn("kernel memory settings are ignored (cgroup v2 has none)");
+            }
+            let flags = update::Flags {
+                resources: a.resources,
+                blkio_weight: a.blkio_weight,
+                cpu_period: a.cpu_period,
+                cpu_quota: a.cpu_quota,
+                cpu_burst: a.cpu_burst,
+                cpu_share: a.cpu_share,
+                cpu_rt_period: a.cpu_rt_period,
+                cpu_rt_runtime: a.cpu_rt_runtime,
+                cpu_idle: a.cpu_idle,
+                cpuset_cpus: a.cpuset_cpus,
+                cpuset_mems: a.cpuset_mems,
+                memory: a.memory,
+                memory_reservation: a.memory_reservation,
+                memory_swap: a.memory_swap,
+                pids_limit: a.pids_limit,
+            };
+            update::update(&root, &a.id, &update::resources(&flags)?)?;
         }
         Cmd::Spec { bundle, rootless } => spec::write(&bundle, rootless).context("spec")?,
     }

@@ -2,8 +2,8 @@
 //!
 //! `state.json` is the one source of truth, written atomically (temp file + rename);
 //! the status is derived on every read from the init process (pid + start time, so a
-//! reused pid is never mistaken for the container) and the exec fifo (present until
-//! `start`).
+//! reused pid is never mistaken for the container), its cgroup (frozen → paused) and the
+//! exec fifo (present until `start`).
 
 use crate::error::{Context, Error, Result};
 use oci_spec::runtime::Hooks;
@@ -132,11 +132,12 @@ impl State {
         if !self.init_alive() {
             return Status::Stopped;
         }
-        if self.fifo(root).exists() {
-            return Status::Created;
-        }
+        // A frozen container is paused whether or not it was started (as in runc).
         if crate::cgroups::is_frozen(&self.cgroup) {
             return Status::Paused;
+        }
+        if self.fifo(root).exists() {
+            return Status::Created;
         }
         Status::Running
     }

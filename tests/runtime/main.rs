@@ -15,12 +15,14 @@
 mod bad_input;
 mod cgroups;
 mod cli;
+mod exec;
 mod containerd;
 mod console;
 mod hooks;
 mod hygiene;
 mod mounts;
 mod namespaces;
+mod operations;
 mod podman;
 mod process;
 

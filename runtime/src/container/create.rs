@@ -49,8 +49,9 @@ impl Drop for Cleanup {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         }
         if let Some(cg) = self.cgroup.take() {
-            let _ = cgroups::signal_all(&cg, libc::SIGKILL);
-            cgroups::remove(&cg);
+            if let Err(e) = cgroups::remove(&cg) {
+                logger::warn(&format!("undo create: {e}"));
+            }
         }
         if let Some(d) = self.state_dir.take() {
             let _ = std::fs::remove_dir_all(d);

@@ -30,8 +30,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             stop(&st)?;
         }
     }
-    destroy(root, &st);
-    Ok(())
+    destroy(root, &st)
 }
 
 /// SIGKILLs every process of the container and waits for the init to go.
@@ -49,10 +48,11 @@ fn stop(st: &State) -> Result<()> {
     Ok(())
 }
 
-/// Removes what is left of a stopped container: stray processes, cgroup, state; then poststop.
-pub fn destroy(root: &Path, st: &State) {
-    let _ = cgroups::signal_all(&st.cgroup, libc::SIGKILL);
-    cgroups::remove(&st.cgroup);
+/// Removes what is left of a stopped container: stray processes and the cgroup (an error if
+/// the cgroup stays busy: the state is then kept, so `delete --force` can be retried), the
+/// mounts of a container without a mount namespace, then the state; then poststop.
+pub fn destroy(root: &Path, st: &State) -> Result<()> {
+    cgroups::remove(&st.cgroup)?;
     if st.shares_host_mounts {
         crate::rootfs::detach_host_mounts(&st.rootfs);
     }
@@ -60,4 +60,5 @@ pub fn destroy(root: &Path, st: &State) {
         hooks::run_all_warn(Kind::Poststop, h, &state_json(st, Status::Stopped));
     }
     let _ = std::fs::remove_dir_all(state::dir(root, &st.id));
+    Ok(())
 }

@@ -95,6 +95,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         return Err(Error::Status { id: st.id.clone(), status: "stopped".into(), why: "cannot exec in a stopped container".into() });
     }
     let plan = enter::plan(st.pid)?;
+    // In a frozen cgroup the process would stop at once: it joins only when set up, and
+    // then runs when the container is resumed.
+    let frozen = status == Status::Paused;
 
     let (console, ours) = match (o.console_socket.as_deref(), terminal) {
         (Some(p), true) => (Some(console::connect(p)?), None),
@@ -116,6 +119,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         channel: &child_ch,
         console_socket: console.as_ref(),
         preserve_fds: o.preserve_fds,
+        join_cgroup_last: frozen,
     };
     // SAFETY: berth is single-threaded here; the child only runs the enter sequence.
     let child = match unsafe { nix::unistd::fork() }.ctx("fork exec process")? {
@@ -131,11 +135,13 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     let reap_child = || {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
     };
-    if let Err(e) = cgroups::add_process(&cgroup, child) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child, libc::SIGKILL) };
-        reap_child();
-        return Err(e);
+    if !frozen {
+        if let Err(e) = cgroups::add_process(&cgroup, child) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            reap_child();
+            return Err(e);
+        }
     }
     parent_ch.send(&Msg::CgroupJoined)?;
     let pid = match parent_ch.recv("the exec process's pid") {
@@ -154,6 +160,31 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         }
     };
     reap_child();
+    if frozen {
+        match parent_ch.recv("the exec process to be set up")? {
+            Msg::Ready => {}
+            Msg::Failed(e) => {
+                reap(pid);
+                return Err(Error::Init(e));
+            }
+            m => {
+                reap(pid);
+                return Err(Error::Init(format!("sync: unexpected {m:?}")));
+            }
+        }
+        if let Err(e) = cgroups::add_process(&cgroup, pid) {
+            reap(pid);
+            return Err(e);
+        }
+        parent_ch.send(&Msg::CgroupJoined)?;
+        if o.detach {
+            // It execs when the container is resumed; nothing more to wait for.
+            if let Some(p) = &o.pid_file {
+                super::create::write_pid_file(p, pid)?;
+            }
+            return Ok(0);
+        }
+    }
     // The process closes its end at execve (close-on-exec): EOF means it runs.
     match parent_ch.recv_or_eof()? {
         None => {}

@@ -4,11 +4,15 @@ pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod features;
+pub mod events;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod start;
+pub mod update;
 
 use crate::error::{Error, Result};
 use crate::state::{State, Status};

@@ -41,7 +41,7 @@ pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool, kee
     let relay = match relay {
         Ok(r) => r,
         Err(e) => {
-            delete::destroy(&opts.root, &st);
+            let _ = delete::destroy(&opts.root, &st);
             return Err(e);
         }
     };
@@ -53,14 +53,14 @@ pub fn run(opts: &CreateOpts, console_socket: Option<PathBuf>, detach: bool, kee
     mask.thread_block().ctx("block signals")?;
     let raw_guard = relay.as_ref().map(crate::console::relay);
     if let Err(e) = start::start(&opts.root, &opts.id) {
-        delete::destroy(&opts.root, &st);
+        let _ = delete::destroy(&opts.root, &st);
         return Err(e);
     }
     let code = wait_forwarding(st.pid, &mask);
     drop(raw_guard);
     let _ = mask.thread_unblock();
     if !keep {
-        delete::destroy(&opts.root, &st);
+        delete::destroy(&opts.root, &st)?;
     }
     code
 }

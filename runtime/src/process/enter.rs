@@ -71,6 +71,9 @@ pub struct EnterArgs<'a> {
     pub channel: &'a Channel,
     pub console_socket: Option<&'a OwnedFd>,
     pub preserve_fds: i32,
+    /// The container is paused: set up outside its (frozen) cgroup, then ask the parent
+    /// to move us in, and exec once thawed.
+    pub join_cgroup_last: bool,
 }
 
 /// Entry of the forked child: never returns; errors reach the parent as `Failed`.
@@ -130,7 +133,7 @@ fn join(init: &OwnedFd, plan: &Plan) -> Result<()> {
 
 /// In the container's pid namespace: root, terminal, limits, identity, cwd, execve.
 fn run(args: EnterArgs) -> Result<Infallible> {
-    let EnterArgs { init, plan, process, channel, console_socket, preserve_fds } = args;
+    let EnterArgs { init, plan, process, channel, console_socket, preserve_fds, join_cgroup_last } = args;
     // SAFETY: resetting a disposition to SIG_DFL installs no handler.
     unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
         .ctx("reset SIGPIPE")?;
@@ -159,6 +162,10 @@ fn run(args: EnterArgs) -> Result<Infallible> {
     let argv = process.args().as_deref().unwrap_or_default();
     let path = exec::resolve(&argv[0], &env)?;
     let exec = exec::Exec::new(&path, argv, &env)?;
+    if join_cgroup_last {
+        channel.send(&Msg::Ready)?;
+        channel.expect(&Msg::CgroupJoined)?;
+    }
     identity::apply(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).with_ctx(|| format!("chdir to cwd {}", cwd.display()))?;
