@@ -164,6 +164,15 @@ fn containerd_run_default_seccomp_profile() {
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(lines, ["Seccomp:\t2", "plain=ok", "no-randomize=1"], "under containerd's default profile: {}", o.describe());
     assert!(o.stderr.contains("Operation not permitted"), "the profile's EPERM: {}", o.describe());
+    // An exec'd process gets the task's profile too.
+    let id = task_id(&ctd, "x");
+    let task = ctd.run_attached(&["--rm", "--seccomp"], &id, SERVICE);
+    let o = ctd.exec(&["--exec-id", "e1"], &id, &["sh", "-c", script]);
+    assert!(o.success(), "{}", o.describe());
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines, ["Seccomp:\t2", "plain=ok", "no-randomize=1"], "exec under containerd's default profile: {}", o.describe());
+    ctd.ok(&["tasks", "kill", &id]);
+    assert_eq!(exit_status(task), Some(3));
     // Without the profile the same calls all succeed: the filter made the difference.
     let o = ctd.run(&["--rm"], &task_id(&ctd, "u"), &["sh", "-c", script]);
     assert!(o.success(), "{}", o.describe());

@@ -198,6 +198,14 @@ fn podman_run_default_seccomp_profile() {
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(lines, ["Seccomp:\t2", "plain=ok", "no-randomize=1"], "under podman's default profile: {}", o.describe());
     assert!(o.stderr.contains("Function not implemented"), "the profile's ENOSYS: {}", o.describe());
+    // An exec'd process gets the container's profile too.
+    let o = pm.run_container(&["-d", "--name", "svc"], &["sh", "-c", SERVICE]);
+    assert!(o.success(), "{}", o.describe());
+    let o = pm.run(&["exec", "svc", "sh", "-c", script]);
+    assert!(o.success(), "{}", o.describe());
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines, ["Seccomp:\t2", "plain=ok", "no-randomize=1"], "exec under podman's default profile: {}", o.describe());
+    pm.ok(&["stop", "svc"]);
     // Without the profile the same calls all succeed: the filter made the difference.
     let mut flags = vec!["--rm"];
     flags.extend(UNCONFINED);
