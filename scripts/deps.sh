@@ -12,6 +12,9 @@ pkgs=(
   qemu-system-x86 cpio
   # registry and image tooling for the CRI/image tests
   docker-registry skopeo umoci containerd apache2-utils zstd
+  # real clients driving the runtime under test (tests/runtime/podman.rs, containerd.rs);
+  # golang-github-containers-common ships podman's default seccomp.json
+  podman conmon golang-github-containers-common
   # benchmarks
   hyperfine jq
   # podman's default seccomp profile (/usr/share/containers/seccomp.json) for the seccomp
@@ -24,6 +27,6 @@ for p in "${pkgs[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi

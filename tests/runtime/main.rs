@@ -24,6 +24,7 @@ mod hygiene;
 mod mounts;
 mod namespaces;
 mod operations;
+mod podman;
 mod process;
 mod seccomp;
 

@@ -5,7 +5,13 @@ use std::path::PathBuf;
 pub mod bundle;
 pub mod cgroup2;
 pub mod console;
+pub mod containerd;
+pub mod host_cgroup;
+pub mod host_dirs;
 pub mod hostile_registry;
+pub mod podman;
+pub mod proc;
+pub mod pty;
 pub mod registry;
 pub mod runtime;
 
