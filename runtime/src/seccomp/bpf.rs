@@ -121,14 +121,24 @@ impl Asm {
             if far.is_empty() {
                 return Ok(self.emit(&pos, &at));
             }
-            for &(ci, ft, ff) in far.iter().rev() {
-                let Insn::Jump { cmp, k, t, f } = self.code[ci] else { unreachable!() };
-                let mut tramp = Vec::new();
-                let nt = if ft { self.trampoline(t, &mut tramp) } else { t };
-                let nf = if ff { self.trampoline(f, &mut tramp) } else { f };
-                self.code[ci] = Insn::Jump { cmp, k, t: nt, f: nf };
-                self.code.splice(ci + 1..ci + 1, tramp);
+            // One rebuild of the code with every trampoline in place (no repeated shifting).
+            let mut code = Vec::with_capacity(self.code.len() + 2 * far.len());
+            let mut far = far.into_iter().peekable();
+            for ci in 0..self.code.len() {
+                match far.peek() {
+                    Some(&(fci, ft, ff)) if fci == ci => {
+                        far.next();
+                        let Insn::Jump { cmp, k, t, f } = self.code[ci] else { unreachable!() };
+                        let mut tramp = Vec::new();
+                        let nt = if ft { self.trampoline(t, &mut tramp) } else { t };
+                        let nf = if ff { self.trampoline(f, &mut tramp) } else { f };
+                        code.push(Insn::Jump { cmp, k, t: nt, f: nf });
+                        code.extend(tramp);
+                    }
+                    _ => code.push(self.code[ci]),
+                }
             }
+            self.code = code;
         }
     }
 

@@ -120,9 +120,9 @@ impl Rules {
 }
 
 /// Everything one ABI's part of the program decides.
-#[derive(Debug)]
 struct Section {
     arch: Arch,
+    table: super::syscalls::Table,
     rules: BTreeMap<u32, Rules>,
     /// The largest syscall number the profile names on this ABI (for the ENOSYS stub).
     max_nr: Option<u32>,
@@ -147,7 +147,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
         }
     }
     let mut sections: Vec<Section> =
-        archs.iter().map(|&arch| Section { arch, rules: BTreeMap::new(), max_nr: None }).collect();
+        archs.iter().map(|&arch| Section { arch, table: arch.table(), rules: BTreeMap::new(), max_nr: None }).collect();
 
     let mut notify = false;
     for (i, rule) in s.syscalls().iter().flatten().enumerate() {
@@ -181,7 +181,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
         for name in rule.names() {
             let mut known = false;
             for sec in sections.iter_mut() {
-                let direct = sec.arch.resolve(name);
+                let direct = sec.table.get(name);
                 let muxed = sec.arch.multiplexed(name);
                 if direct.is_none() && muxed.is_none() {
                     continue;

@@ -12,6 +12,7 @@
 //! aarch64 and arm every name libseccomp knows resolves to the same number here.
 
 use oci_spec::runtime::Arch as SpecArch;
+use std::collections::HashMap;
 use std::str::FromStr;
 
 /// `__X32_SYSCALL_BIT`: set in the syscall number of every x32 syscall.
@@ -111,6 +112,36 @@ impl Arch {
         }
     }
 
+    /// The whole name → number table of this ABI. A compile looks up hundreds of names per
+    /// ABI; hashing them is several times cheaper than the crate's `FromStr` (a match over
+    /// ~400 names) each time.
+    pub fn table(self) -> Table {
+        fn fill<I: Iterator<Item = (&'static str, u32)>>(it: I) -> Map {
+            let mut m = Map::with_capacity_and_hasher(512, Default::default());
+            m.extend(it);
+            m
+        }
+        let x86_64 = || syscalls::x86_64::Sysno::iter().map(|s| (s.name(), s.id() as u32));
+        let mut m = match self {
+            Arch::X86_64 => fill(x86_64()),
+            Arch::X86 => fill(syscalls::x86::Sysno::iter().map(|s| (s.name(), s.id() as u32))),
+            Arch::Aarch64 => fill(syscalls::aarch64::Sysno::iter().map(|s| (s.name(), s.id() as u32))),
+            Arch::Arm => fill(syscalls::arm::Sysno::iter().map(|s| (s.name(), s.id() as u32))),
+            Arch::X32 => fill(x86_64().filter_map(|(n, nr)| x32_of(n, nr).map(|nr| (n, nr | X32_SYSCALL_BIT)))),
+        };
+        // The crate's names where they differ from the kernel's (and libseccomp's): a Rust
+        // keyword, and aarch64's generic `newfstatat`.
+        if let Some(nr) = m.remove("r#break") {
+            m.insert("break", nr);
+        }
+        if self == Arch::Aarch64 {
+            if let Some(&nr) = m.get("fstatat") {
+                m.insert("newfstatat", nr);
+            }
+        }
+        Table(m)
+    }
+
     /// For ABIs that multiplex socket and SysV IPC calls (x86's `socketcall(2)` and
     /// `ipc(2)`): the multiplexer's number and the sub-call number passed as its first
     /// argument. The kernel also has direct syscalls for most of them; a rule must cover
@@ -137,6 +168,35 @@ impl Arch {
     }
 }
 
+/// FNV-1a: syscall names are short and trusted-shape, and this map lives for one compile,
+/// so a cheap hash beats SipHash (which dominated compile time).
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Map = HashMap<&'static str, u32, std::hash::BuildHasherDefault<Fnv>>;
+
+/// One ABI's syscall numbers by name.
+pub struct Table(Map);
+
+impl Table {
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.0.get(name).copied()
+    }
+}
+
 /// x86_64 syscalls that only the 64-bit ABI has (`64` in syscall_64.tbl); x32 has its own
 /// entry at 512+ for most of them.
 const X86_64_ONLY: [&str; 47] = [
@@ -152,11 +212,16 @@ const X86_64_ONLY: [&str; 47] = [
 
 /// The x32 number (without the x32 bit) of `name`.
 fn x32(name: &str) -> Option<u32> {
-    if let Some(i) = X86_64_ONLY.iter().position(|n| *n == name) {
+    syscalls::x86_64::Sysno::from_str(name).ok().and_then(|s| x32_of(name, s.id() as u32))
+}
+
+/// The x32 number of the x86_64 syscall `name` numbered `nr`.
+fn x32_of(name: &str, nr: u32) -> Option<u32> {
+    match X86_64_ONLY.iter().position(|n| *n == name) {
         // The first 36 entries of X86_64_ONLY are, in order, x32's 512..=547.
-        return (i < 36).then_some(512 + i as u32);
+        Some(i) => (i < 36).then_some(512 + i as u32),
+        None => Some(nr),
     }
-    syscalls::x86_64::Sysno::from_str(name).ok().map(|s| s.id() as u32)
 }
 
 #[cfg(test)]
@@ -199,6 +264,18 @@ mod tests {
         for n in X86_64_ONLY {
             assert!(Arch::X86_64.resolve(n).is_some(), "{n}");
         }
+    }
+
+    #[test]
+    fn tables_agree_with_resolve() {
+        for a in Arch::ALL {
+            let t = a.table();
+            for n in ["read", "getppid", "newfstatat", "break", "ioctl", "execve", "socketcall", "uselib", "clone3", "nope"] {
+                assert_eq!(t.get(n), a.resolve(n), "{a:?} {n}");
+            }
+        }
+        let (t, x) = (Arch::X32.table(), Arch::X86_64.table());
+        assert!(t.0.len() + 11 == x.0.len(), "x32 lacks exactly the 11 64-only syscalls without an x32 twin");
     }
 
     #[test]

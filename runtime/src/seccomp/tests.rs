@@ -397,3 +397,4 @@ fn features_lists() {
     assert!(supported.contains(&"SECCOMP_FILTER_FLAG_LOG"), "{supported:?}");
 }
 
+
