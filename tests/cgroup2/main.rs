@@ -15,6 +15,8 @@ use std::time::Duration;
 use berth_tests::cgroup2::{fs_magic, Cgroup, CGROUP2_SUPER_MAGIC, CONTROLLERS, ROOT};
 use berth_tests::require_pure_cgroup2;
 
+mod devices;
+mod limits;
 mod runtime;
 
 const HELPER_ENV: &str = "BERTH_CG2_HELPER";

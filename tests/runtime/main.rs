@@ -16,6 +16,7 @@ mod bad_input;
 mod cgroups;
 mod cli;
 mod containerd;
+mod devices;
 mod console;
 mod hooks;
 mod hygiene;
