@@ -18,6 +18,7 @@ mod cli;
 mod compat;
 mod exec;
 mod containerd;
+mod devices;
 mod console;
 mod hooks;
 mod hygiene;

@@ -12,6 +12,7 @@
 
 mod cpu;
 mod cpuset;
+pub mod devices;
 pub mod events;
 pub mod freezer;
 mod fs;
@@ -87,6 +88,7 @@ fn check(root: &Path, dir: &Path, r: &LinuxResources, mode: Mode) -> Result<Vec<
         (c.validate)(r, mode)?;
     }
     unified::validate(r, root, mode)?;
+    devices::validate(r)?;
     let needed = required_controllers(r);
     let available = controllers_of(dir);
     if let Some((ctrl, why)) = needed.iter().find(|(c, _)| !available.contains(c)) {
@@ -98,6 +100,12 @@ fn check(root: &Path, dir: &Path, r: &LinuxResources, mode: Mode) -> Result<Vec<
 fn apply(dir: &Path, r: &LinuxResources, mode: Mode) -> Result<()> {
     for c in &CONTROLLERS {
         (c.apply)(dir, r, mode)?;
+        // The device program comes after cpu, as in runc's order. A new cgroup always gets
+        // one (no rules means only the default devices); an update replaces it only when
+        // it names device rules (runc's update leaves devices alone altogether).
+        if c.name == "cpu" && (mode == Mode::Create || r.devices().as_ref().is_some_and(|d| !d.is_empty())) {
+            devices::apply(dir, r)?;
+        }
     }
     unified::apply(dir, r, mode)
 }

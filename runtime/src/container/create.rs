@@ -143,18 +143,24 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         extra_env,
         seccomp: bundle.seccomp.as_ref(),
     };
-    let pid = spawn::clone(clone_flags)?;
+    // The child is born in its cgroup (clone3 CLONE_INTO_CGROUP) where the kernel allows it.
+    let cgroup_dir = std::fs::File::open(&cgroup).with_ctx(|| format!("open cgroup {}", cgroup.display()))?;
+    let (pid, in_cgroup) = spawn::clone_into(clone_flags, &cgroup_dir)?;
     if pid == 0 {
         drop(parent_ch);
+        drop(cgroup_dir);
         spawn::child_main(args);
     }
     drop(args);
     drop(child_ch);
     drop(console);
     cleanup.pids.push(pid);
-    logger::debug(&format!("{}: cloned pid {pid} ({:?})", opts.id, clone_flags));
+    logger::debug(&format!("{}: cloned pid {pid} ({:?}, born in its cgroup: {in_cgroup})", opts.id, clone_flags));
 
-    cgroups::add_process(&cgroup, pid)?;
+    drop(cgroup_dir);
+    if !in_cgroup {
+        cgroups::add_process(&cgroup, pid)?;
+    }
     parent_ch.send(&Msg::CgroupJoined)?;
     let mut init_pid = pid;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
