@@ -59,18 +59,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// The fds a caller passes with --preserve-fds must really be open: berth's own files
-/// would otherwise take those numbers and leak into the container.
-fn check_preserved(n: i32) -> Result<()> {
-    for fd in 3..3 + n {
-        // SAFETY: F_GETFD only queries.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(Error::Spec(format!("--preserve-fds: fd {fd} is not open")));
-        }
-    }
-    Ok(())
-}
-
 /// systemd socket activation: LISTEN_FDS fds are preserved too (as runc does).
 fn listen_fds() -> (i32, Vec<String>) {
     match std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok()) {
@@ -91,7 +79,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
     state::validate_id(&opts.id)?;
     let (listen, extra_env) = listen_fds();
     let preserve = opts.preserve_fds.max(0) + listen;
-    check_preserved(preserve)?;
+    crate::process::fds::check_preserved(preserve)?;
     let process = bundle.spec.process().as_ref().expect("validated");
     let terminal = process.terminal().unwrap_or(false);
     match (terminal, console.is_some()) {

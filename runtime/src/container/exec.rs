@@ -74,7 +74,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     };
     validate(&process)?;
     crate::lsm::check_process(&process)?;
-    check_preserved(o.preserve_fds)?;
+    crate::process::fds::check_preserved(o.preserve_fds)?;
     let cgroup = sub_cgroup(&st.cgroup, o.cgroup.as_deref())?;
     let terminal = process.terminal().unwrap_or(false);
     if !terminal && o.console_socket.is_some() {
@@ -319,19 +319,6 @@ fn validate(p: &Process) -> Result<()> {
     }
     if !p.cwd().is_absolute() {
         return Err(Error::Spec(format!("exec: cwd {:?} is not absolute", p.cwd())));
-    }
-    Ok(())
-}
-
-fn check_preserved(n: i32) -> Result<()> {
-    if n < 0 {
-        return Err(Error::Spec("--preserve-fds must not be negative".into()));
-    }
-    for fd in 3..3 + n {
-        // SAFETY: F_GETFD only queries.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(Error::Spec(format!("--preserve-fds: fd {fd} is not open")));
-        }
     }
     Ok(())
 }

@@ -136,10 +136,7 @@ fn join(init: &OwnedFd, plan: &Plan) -> Result<()> {
 /// In the container's pid namespace: root, terminal, limits, identity, cwd, execve.
 fn run(args: EnterArgs) -> Result<Infallible> {
     let EnterArgs { init, plan, process, channel, console_socket, preserve_fds, join_cgroup_last, seccomp } = args;
-    // SAFETY: resetting a disposition to SIG_DFL installs no handler.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .ctx("reset SIGPIPE")?;
-    nix::sys::signal::SigSet::empty().thread_set_mask().ctx("clear signal mask")?;
+    super::reset_signals()?;
     // The init's root, whether it got there by pivot_root, MS_MOVE + chroot, or shares ours.
     nix::unistd::fchdir(&plan.root).ctx("enter the container's root")?;
     nix::unistd::chroot(".").ctx("chroot into the container's root")?;

@@ -39,12 +39,7 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
     // Non-dumpable until execve: no process in the container can open our /proc entries
     // (and through them berth's executable or host fds) while we set it up.
     nix::sys::prctl::set_dumpable(false).ctx("set non-dumpable")?;
-    // Rust ignores SIGPIPE and ignored signals survive execve: give the container the
-    // default disposition and an empty signal mask.
-    // SAFETY: resetting a disposition to SIG_DFL installs no handler.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .ctx("reset SIGPIPE")?;
-    nix::sys::signal::SigSet::empty().thread_set_mask().ctx("clear signal mask")?;
+    super::reset_signals()?;
     let process = a.spec.process().as_ref().ok_or_else(|| Error::Spec("no process".into()))?;
     let linux = a.spec.linux().as_ref();
     // Spec modes (devices, dirs) are taken as written; the process's umask comes last.
