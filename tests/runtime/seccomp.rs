@@ -64,7 +64,8 @@ const I386_GETPPID: u64 = 64;
 fn probe_bin() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("bt-seccomp-probe-{}", std::process::id()));
+        // Build output, not a host temp dir: nothing to clean up after the run.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("seccomp-probe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let src = dir.join("probe.c");
         std::fs::write(&src, PROBE_C).unwrap();
