@@ -294,13 +294,6 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let left = self.cleanup();
-        if !left.is_empty() {
-            if std::thread::panicking() {
-                eprintln!("containerd fixture cleanup:\n  {}", left.join("\n  "));
-            } else {
-                panic!("containerd left things behind:\n  {}", left.join("\n  "));
-            }
-        }
+        crate::report_leftovers("containerd", &self.cleanup());
     }
 }

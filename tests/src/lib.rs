@@ -35,3 +35,16 @@ pub fn bin_dir() -> PathBuf {
 pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
+
+/// Ends a fixture's cleanup: what it found left behind fails the test, or is printed when
+/// the test already failed (a second panic would abort and hide the first).
+pub fn report_leftovers(fixture: &str, left: &[String]) {
+    if left.is_empty() {
+        return;
+    }
+    if std::thread::panicking() {
+        eprintln!("{fixture} fixture cleanup:\n  {}", left.join("\n  "));
+    } else {
+        panic!("{fixture} left things behind:\n  {}", left.join("\n  "));
+    }
+}

@@ -275,13 +275,6 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let left = self.cleanup();
-        if !left.is_empty() {
-            if std::thread::panicking() {
-                eprintln!("podman fixture cleanup:\n  {}", left.join("\n  "));
-            } else {
-                panic!("podman left things behind:\n  {}", left.join("\n  "));
-            }
-        }
+        crate::report_leftovers("podman", &self.cleanup());
     }
 }
