@@ -142,3 +142,48 @@ fn lsm_labels_without_the_lsm() {
     rt.run(&id, &b).fails_mentioning(&["apparmor"]);
     rt.assert_nothing_left(&id, &b);
 }
+
+/// A user the container's user namespace does not map: the error says so.
+#[test]
+fn unmapped_user_is_named() {
+    let (mut b, rt, id) = setup!("unmapped_user");
+    b.userns(100000, 1000);
+    b.set("/process/user", json!({"uid": 5000, "gid": 0}));
+    b.args(&["true"]);
+    let o = rt.run(&id, &b);
+    o.fails();
+    if rt.is_berth() {
+        assert!(o.stderr.contains("uid 5000 is not mapped"), "{}", o.stderr);
+    }
+    rt.assert_nothing_left(&id, &b);
+}
+
+/// A file system type the kernel lacks is named as such (not only "No such device").
+#[test]
+fn unknown_filesystem_type_is_named() {
+    let (mut b, rt, id) = setup!("unknown_fstype");
+    b.add_mount(json!({"destination": "/x", "type": "bogusfs", "source": "none"}));
+    b.args(&["true"]);
+    let o = rt.run(&id, &b);
+    o.fails();
+    if rt.is_berth() {
+        assert!(o.stderr.contains("no file system type \"bogusfs\""), "{}", o.stderr);
+    }
+    rt.assert_nothing_left(&id, &b);
+}
+
+/// In a user namespace devices are binds of the host's nodes: a spec "device" that is a
+/// host file (here through `..`) is refused, never bound into the container.
+#[test]
+fn host_file_is_not_bound_as_a_device() {
+    let (mut b, rt, id) = setup!("device_host_file");
+    if rt.skip_runc("host_file_is_not_bound_as_a_device", "runc 1.1 binds whatever host path a device entry names") {
+        return;
+    }
+    b.userns(100000, 65536);
+    b.set("/linux/devices", json!([{"path": "/dev/../etc/hostname", "type": "c", "major": 1, "minor": 3}]));
+    b.sh("cat /etc/hostname");
+    let o = rt.run(&id, &b);
+    o.fails_mentioning(&["is not the character device 1:3"]);
+    rt.assert_nothing_left(&id, &b);
+}

@@ -56,10 +56,19 @@ pub fn apply(process: &Process) -> Result<()> {
         Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
         r => r.ctx("setgroups")?,
     }
+    // EINVAL from the set*id calls means the id has no mapping in our user namespace:
+    // say so, rather than the bare errno.
+    let unmapped = |what: &str, id: u32| Error::Spec(format!("{what} {id} is not mapped in the container's user namespace"));
     let gid = nix::unistd::Gid::from_raw(user.gid());
-    nix::unistd::setresgid(gid, gid, gid).with_ctx(|| format!("setgid {}", user.gid()))?;
+    match nix::unistd::setresgid(gid, gid, gid) {
+        Err(nix::errno::Errno::EINVAL) => return Err(unmapped("gid", user.gid())),
+        r => r.with_ctx(|| format!("setgid {}", user.gid()))?,
+    }
     let uid = nix::unistd::Uid::from_raw(user.uid());
-    nix::unistd::setresuid(uid, uid, uid).with_ctx(|| format!("setuid {}", user.uid()))?;
+    match nix::unistd::setresuid(uid, uid, uid) {
+        Err(nix::errno::Errno::EINVAL) => return Err(unmapped("uid", user.uid())),
+        r => r.with_ctx(|| format!("setuid {}", user.uid()))?,
+    }
     if let Some(s) = &sets {
         let set = |which: CapSet, v: &CapsHashSet| {
             caps::set(None, which, v).map_err(|e| Error::Spec(format!("set {which:?} capabilities: {e}")))

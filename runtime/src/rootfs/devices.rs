@@ -52,7 +52,7 @@ pub fn setup_default(root: BorrowedFd, bind_from_host: bool) -> Result<()> {
 /// allowed (inside a user namespace).
 pub fn create(root: BorrowedFd, d: &Device, bind_from_host: bool) -> Result<()> {
     if bind_from_host {
-        return bind_host(root, d.path);
+        return bind_host(root, d);
     }
     let (parent, name) = safe_path::parent_and_name(root, d.path)?;
     match unlinkat(&parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
@@ -61,7 +61,7 @@ pub fn create(root: BorrowedFd, d: &Device, bind_from_host: bool) -> Result<()> 
     }
     let mode = Mode::from_bits_truncate(d.mode & 0o7777);
     match mknodat(&parent, name.as_os_str(), d.kind, mode, makedev(d.major, d.minor)) {
-        Err(Errno::EPERM) => return bind_host(root, d.path),
+        Err(Errno::EPERM) => return bind_host(root, d),
         r => r.with_ctx(|| format!("mknod {}", d.path.display()))?,
     }
     fchownat(&parent, name.as_os_str(), Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)),
@@ -69,9 +69,28 @@ pub fn create(root: BorrowedFd, d: &Device, bind_from_host: bool) -> Result<()> 
         .with_ctx(|| format!("chown {}", d.path.display()))
 }
 
-fn bind_host(root: BorrowedFd, path: &Path) -> Result<()> {
+/// Binds the host's node at the device's path — only if it is that device: the spec's
+/// path names a host file here, and a config must not turn `/etc/shadow` (or a symlink
+/// planted in /dev) into a "device" of the container. The node is opened once and bound
+/// through that fd, so what was checked is what is mounted.
+fn bind_host(root: BorrowedFd, d: &Device) -> Result<()> {
+    let path = d.path;
+    let src = nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+        .with_ctx(|| format!("open host device {}", path.display()))?;
+    let st = nix::sys::stat::fstat(&src).with_ctx(|| format!("stat host device {}", path.display()))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind != d.kind || st.st_rdev != makedev(d.major, d.minor) {
+        return Err(crate::error::Error::Spec(format!(
+            "device {}: the host's {} is not the {} device {}:{} the spec names (it cannot be bound in a user namespace)",
+            path.display(),
+            path.display(),
+            if d.kind == SFlag::S_IFBLK { "block" } else { "character" },
+            d.major,
+            d.minor
+        )));
+    }
     let target = safe_path::ensure(root, path, true)?;
-    mount(Some(path), &safe_path::proc_fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    mount(Some(&safe_path::proc_fd_path(&src)), &safe_path::proc_fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .with_ctx(|| format!("bind host device {}", path.display()))
 }
 

@@ -148,6 +148,10 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
                     .with_ctx(what)?;
                 remount_bind(&mounted(ctx, dest)?, opts.flags | MsFlags::MS_RDONLY, dest)?;
             }
+            // ENODEV: the kernel does not know this file system type; name that.
+            Err(Errno::ENODEV) if !known_filesystem(typ) => {
+                return Err(Error::Spec(format!("mount {typ} on {}: this kernel has no file system type {typ:?}", dest.display())))
+            }
             r => r.with_ctx(what)?,
         }
     }
@@ -267,5 +271,13 @@ mod tests {
     fn later_options_override_earlier() {
         let o = parse_options(&s(&["ro", "rw", "noexec", "exec"]));
         assert!(o.flags.is_empty());
+    }
+}
+
+/// Whether /proc/filesystems lists `typ` (else assume it does: the mount error stands).
+fn known_filesystem(typ: &str) -> bool {
+    match std::fs::read_to_string("/proc/filesystems") {
+        Ok(list) => list.lines().any(|l| l.split_whitespace().last() == Some(typ)),
+        Err(_) => true,
     }
 }
