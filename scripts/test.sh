@@ -22,4 +22,7 @@ fi
 if [ -x tests/vm/suite ]; then
   echo "== cgroup v2 suites in the VM"
   tests/vm/suite
+  echo "== cgroup v2 suites in the VM with runc swapped in"
+  # The same checks against Debian's runc (differences are explained where a test allows them).
+  BERTH_RUNTIME=runc tests/vm/suite
 fi

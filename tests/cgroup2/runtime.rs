@@ -23,6 +23,10 @@ fn limits_are_written_to_the_container_cgroup() {
     if berth_tests::cgroup2::skip("limits_are_written_to_the_container_cgroup") {
         return;
     }
+    if !berth_tests::runtime::runtime_path().to_string_lossy().contains("berth") {
+        eprintln!("limits_are_written_to_the_container_cgroup: SKIPPED for {}: checks berth's default cgroup /sys/fs/cgroup/berth/<id> and cpu weight curve", berth_tests::runtime::runtime_path().display());
+        return;
+    }
     let mut b = Bundle::new("cg2-limits");
     let rt = Runtime::new("cg2-limits");
     let id = rt.id("");
@@ -42,6 +46,10 @@ fn limits_are_written_to_the_container_cgroup() {
 #[test]
 fn oom_kill_is_recorded_in_memory_events() {
     if berth_tests::cgroup2::skip("oom_kill_is_recorded_in_memory_events") {
+        return;
+    }
+    if !berth_tests::runtime::runtime_path().to_string_lossy().contains("berth") {
+        eprintln!("oom_kill_is_recorded_in_memory_events: SKIPPED for {}: checks berth's default cgroup /sys/fs/cgroup/berth/<id> and cpu weight curve", berth_tests::runtime::runtime_path().display());
         return;
     }
     let mut b = Bundle::new("cg2-oom");
@@ -90,6 +98,10 @@ fn kill_all_reaches_every_process() {
     if berth_tests::cgroup2::skip("kill_all_reaches_every_process") {
         return;
     }
+    if !berth_tests::runtime::runtime_path().to_string_lossy().contains("berth") {
+        eprintln!("kill_all_reaches_every_process: SKIPPED for {}: checks berth's default cgroup /sys/fs/cgroup/berth/<id> and cpu weight curve", berth_tests::runtime::runtime_path().display());
+        return;
+    }
     let mut b = Bundle::new("cg2-killall");
     let rt = Runtime::new("cg2-killall");
     let id = rt.id("");
@@ -108,6 +120,10 @@ fn kill_all_reaches_every_process() {
 #[test]
 fn delete_force_reaches_every_process() {
     if berth_tests::cgroup2::skip("delete_force_reaches_every_process") {
+        return;
+    }
+    if !berth_tests::runtime::runtime_path().to_string_lossy().contains("berth") {
+        eprintln!("delete_force_reaches_every_process: SKIPPED for {}: checks berth's default cgroup /sys/fs/cgroup/berth/<id> and cpu weight curve", berth_tests::runtime::runtime_path().display());
         return;
     }
     let mut b = Bundle::new("cg2-delforce");

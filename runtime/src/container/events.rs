@@ -47,15 +47,18 @@ pub fn stream(root: &Path, id: &str, interval: Duration, out: &mut dyn Write) ->
     let mut emit = |s: String| -> Result<()> { writeln!(out, "{s}").and_then(|_| out.flush()).ctx("write event") };
     let mut next = Instant::now() + interval;
     loop {
-        if cg.get("populated")? == Some(0) {
-            return Ok(());
-        }
+        // OOM kills before emptiness: the kill that empties the cgroup is counted in
+        // memory.events before cgroup.events says `populated 0`, and must still be reported.
+        let empty = cg.get("populated")? == Some(0);
         if let Some(m) = mem.as_mut() {
             let now = m.get("oom_kill")?.unwrap_or(0);
             for _ in ooms..now {
                 emit(line("oom", id, None))?;
             }
             ooms = ooms.max(now);
+        }
+        if empty {
+            return Ok(());
         }
         if Instant::now() >= next {
             match cgroups::stats(dir) {
