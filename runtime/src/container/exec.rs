@@ -133,85 +133,47 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     drop(args);
     drop(child_ch);
     drop(console);
-    let reap_child = || {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
-    };
-    if !frozen {
-        if let Err(e) = cgroups::add_process(&cgroup, child) {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(child, libc::SIGKILL) };
-            reap_child();
-            return Err(e);
-        }
-    }
-    parent_ch.send(&Msg::CgroupJoined)?;
-    let pid = match parent_ch.recv("the exec process's pid") {
-        Ok(Msg::InitPid(p)) => p,
-        Ok(Msg::Failed(e)) => {
-            reap_child();
-            return Err(Error::Init(e));
-        }
-        Ok(m) => {
-            reap_child();
-            return Err(Error::Init(format!("sync: unexpected {m:?}")));
-        }
+    // Until the intermediate has reported the process's pid, it is the one to kill and reap.
+    let pid = match report_pid(&parent_ch, &cgroup, child, frozen) {
+        Ok(pid) => pid,
         Err(e) => {
-            reap_child();
+            reap(child);
             return Err(e);
         }
     };
-    reap_child();
-    if frozen {
-        match parent_ch.recv("the exec process to be set up")? {
-            Msg::Ready => {}
-            Msg::Failed(e) => {
-                reap(pid);
-                return Err(Error::Init(e));
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+    // From here a failure kills and reaps the process itself.
+    let started = (|| -> Result<()> {
+        if frozen {
+            match parent_ch.recv("the exec process to be set up")? {
+                Msg::Ready => {}
+                m => return Err(unexpected(m)),
             }
-            m => {
-                reap(pid);
-                return Err(Error::Init(format!("sync: unexpected {m:?}")));
+            cgroups::add_process(&cgroup, pid)?;
+            parent_ch.send(&Msg::CgroupJoined)?;
+            if o.detach {
+                // It execs when the container is resumed; nothing more to wait for.
+                return Ok(());
             }
         }
-        if let Err(e) = cgroups::add_process(&cgroup, pid) {
-            reap(pid);
-            return Err(e);
-        }
-        parent_ch.send(&Msg::CgroupJoined)?;
-        if o.detach {
-            // It execs when the container is resumed; nothing more to wait for.
-            if let Some(p) = &o.pid_file {
-                super::create::write_pid_file(p, pid)?;
-            }
-            return Ok(0);
-        }
-    }
-    // The process closes its end at execve (close-on-exec): EOF means it runs.
-    loop {
-        match parent_ch.recv_with_fd_or_eof()? {
-            None => break,
-            // A notifying filter: its listener goes to the agent, with the container's state
-            // and the exec process's pid, as for the init.
-            Some((Msg::SeccompListener, Some(fd))) => {
-                let Some(l) = bundle.seccomp.as_ref().and_then(|p| p.listener()) else {
-                    reap(pid);
-                    return Err(Error::Init("sync: seccomp listener without listenerPath".into()));
-                };
-                let state = super::state_json(&st, status);
-                if let Err(e) = crate::seccomp::notify::send(l, pid, &state, std::os::fd::AsFd::as_fd(&fd)) {
-                    reap(pid);
-                    return Err(e);
+        // The process closes its end at execve (close-on-exec): EOF means it runs.
+        loop {
+            match parent_ch.recv_with_fd_or_eof()? {
+                None => return Ok(()),
+                // A notifying filter: its listener goes to the agent, with the container's
+                // state and the exec process's pid, as for the init.
+                Some((Msg::SeccompListener, Some(fd))) => {
+                    let l = bundle.seccomp.as_ref().and_then(|p| p.listener())
+                        .ok_or_else(|| Error::Init("sync: seccomp listener without listenerPath".into()))?;
+                    crate::seccomp::notify::send(l, pid, &super::state_json(&st, status), std::os::fd::AsFd::as_fd(&fd))?;
                 }
-            }
-            Some((Msg::Failed(e), _)) => {
-                reap(pid);
-                return Err(Error::Init(e));
-            }
-            Some((m, _)) => {
-                reap(pid);
-                return Err(Error::Init(format!("sync: unexpected {m:?}")));
+                Some((m, _)) => return Err(unexpected(m)),
             }
         }
+    })();
+    if let Err(e) = started {
+        reap(pid);
+        return Err(e);
     }
     if let Some(p) = &o.pid_file {
         super::create::write_pid_file(p, pid)?;
@@ -233,7 +195,28 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     code
 }
 
-/// Kills and reaps an exec process that failed after its pid was reported.
+/// Places the intermediate in the cgroup (unless the container is frozen), lets it go and
+/// returns the pid it reports for the process.
+fn report_pid(ch: &sync::Channel, cgroup: &Path, child: i32, frozen: bool) -> Result<i32> {
+    if !frozen {
+        cgroups::add_process(cgroup, child)?;
+    }
+    ch.send(&Msg::CgroupJoined)?;
+    match ch.recv("the exec process's pid")? {
+        Msg::InitPid(p) => Ok(p),
+        m => Err(unexpected(m)),
+    }
+}
+
+/// A sync message out of turn; `Failed` carries the child's own error.
+fn unexpected(m: Msg) -> Error {
+    match m {
+        Msg::Failed(e) => Error::Init(e),
+        m => Error::Init(format!("sync: unexpected {m:?}")),
+    }
+}
+
+/// Kills and reaps a child of the exec that failed before execve.
 fn reap(pid: i32) {
     // SAFETY: kill(2); the process failed before execve and is ours (or our grandchild).
     unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -135,14 +135,13 @@ fn join(init: &OwnedFd, plan: &Plan) -> Result<()> {
 
 /// In the container's pid namespace: root, terminal, limits, identity, cwd, execve.
 fn run(args: EnterArgs) -> Result<Infallible> {
-    let EnterArgs { init, plan, process, channel, console_socket, preserve_fds, join_cgroup_last, seccomp } = args;
+    let EnterArgs { init: _, plan, process, channel, console_socket, preserve_fds, join_cgroup_last, seccomp } = args;
     super::reset_signals()?;
     // The init's root, whether it got there by pivot_root, MS_MOVE + chroot, or shares ours.
     nix::unistd::fchdir(&plan.root).ctx("enter the container's root")?;
     nix::unistd::chroot(".").ctx("chroot into the container's root")?;
     nix::unistd::chdir("/").ctx("chdir /")?;
     drop(plan);
-    let _ = init;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
     if let Some(adj) = process.oom_score_adj() {
