@@ -34,7 +34,8 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> 
     sendmsg::<()>(socket.as_raw_fd(), &[IoSlice::new(name.as_bytes())], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
         .ctx("send pty master to console socket")?;
     drop(master);
-    nix::unistd::setsid().ctx("setsid")?;
+    // The caller made this process a session leader (setsid), so the slave can become its
+    // controlling terminal.
     // SAFETY: TIOCSCTTY takes an int argument.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
         return Err(nix::errno::Errno::last()).ctx("make pty the controlling terminal");

@@ -18,6 +18,7 @@ use berth_tests::require_pure_cgroup2;
 mod apparmor;
 mod devices;
 mod limits;
+mod monitor;
 mod runtime;
 
 const HELPER_ENV: &str = "BERTH_CG2_HELPER";

@@ -8,6 +8,7 @@ pub mod console;
 pub mod containerd;
 pub mod host_cgroup;
 pub mod host_dirs;
+pub mod monitor;
 pub mod hostile_registry;
 pub mod podman;
 pub mod proc;

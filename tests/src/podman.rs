@@ -48,12 +48,19 @@ pub struct Podman {
     /// `--cgroup-parent` of every container (absolute, cgroupfs style).
     cgroup_parent: String,
     calls: PathBuf,
+    /// `--conmon`: the monitor podman uses (None: Debian's conmon).
+    conmon: Option<PathBuf>,
     _cache: HostDir,
 }
 
 impl Podman {
     /// A private podman with the busybox image imported.
     pub fn new(test: &str) -> Podman {
+        Podman::with_conmon(test, None)
+    }
+
+    /// A private podman whose container monitor is `conmon` (`--conmon`).
+    pub fn with_conmon(test: &str, conmon: Option<PathBuf>) -> Podman {
         require_tools(&["podman", "conmon"]);
         let runtime = runtime_path();
         assert!(runtime.exists(), "runtime under test {} does not exist (build it, or set BERTH_RUNTIME=runc)", runtime.display());
@@ -65,7 +72,7 @@ impl Podman {
         for d in ["root", "run", "tmp", "net", "calls", "image"] {
             fs::create_dir_all(dir.path().join(d)).unwrap();
         }
-        let pm = Podman { runtime, cgroup_parent: format!("/{name}"), calls, dir, _cache: cache };
+        let pm = Podman { runtime, cgroup_parent: format!("/{name}"), calls, conmon, dir, _cache: cache };
         pm.write_config();
         pm.import_image();
         pm
@@ -146,7 +153,11 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
         c.args(["--root", &self.path("root"), "--runroot", &self.path("run"), "--tmpdir", &self.path("tmp")])
             .arg("--runtime")
             .arg(&self.runtime)
-            .args(["--storage-driver", "overlay"])
+            .args(["--storage-driver", "overlay"]);
+        if let Some(m) = &self.conmon {
+            c.arg("--conmon").arg(m);
+        }
+        c
             .args(args)
             .env("CONTAINERS_CONF", self.path("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.path("storage.conf"))

@@ -101,6 +101,10 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
         crate::sysctl::apply(s)?;
     }
     rootfs::finish(a.spec)?;
+    // As runc, every container process leads a session (and process group) of its own: a
+    // monitor that kills the group of an exec'd process (exec-sync timeout) then reaches
+    // exactly that process tree, and a pty can become its controlling terminal.
+    nix::unistd::setsid().ctx("setsid")?;
     if process.terminal().unwrap_or(false) {
         let sock = a.console_socket.ok_or_else(|| Error::Spec("terminal needs a console socket".into()))?;
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
