@@ -11,9 +11,12 @@ cargo build --release --workspace --all-targets
 echo "== unit and integration tests (berth)"
 cargo test --release --workspace --no-fail-fast
 
-echo "== runtime suite with runc swapped in"
+echo "== runtime and monitor suites with runc swapped in"
 # --workspace keeps the feature set of the build above, so nothing is rebuilt.
-BERTH_RUNTIME=runc cargo test --release --workspace --test runtime --no-fail-fast
+BERTH_RUNTIME=runc cargo test --release --workspace --test runtime --test monitor --no-fail-fast
+
+echo "== monitor suite with Debian's conmon swapped in (berth-mon's tests check conmon's behaviour)"
+BERTH_MONITOR=conmon cargo test --release --workspace --test monitor --no-fail-fast
 
 if [ -x tests/vm/selftest ]; then
   echo "== VM test bed self-test"
