@@ -74,6 +74,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let config = Arc::new(cfg);
     let srv = CriServer::new(config.clone(), store);
+    srv.recover().await;
     tracing::info!(socket = %sock.display(), image_root = %config.image.root.display(), "berth-cri serving CRI v1");
 
     let mut term = signal(SignalKind::terminate()).map_err(io_at(&sock))?;

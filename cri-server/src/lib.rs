@@ -2,6 +2,12 @@
 //! else lives here: configuration, the image store and the gRPC services.
 
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod image;
+pub mod network;
+pub mod persist;
+pub mod play;
+pub mod registry;
+pub mod sandbox;
 pub mod server;

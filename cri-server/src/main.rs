@@ -48,6 +48,18 @@ enum Cmd {
     /// Operate on the image store directly (same locks as the daemon).
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Run a Kubernetes Pod manifest through the daemon's CRI socket and follow its logs
+    /// (a one-node kubelet stand-in). Ctrl-C tears the pod down.
+    Play {
+        /// The Pod manifest (YAML).
+        file: PathBuf,
+        /// Also remove the pod when its containers have ended.
+        #[arg(long)]
+        rm: bool,
+        /// Where pod log directories go (kubelet's default).
+        #[arg(long, default_value = "/var/log/pods")]
+        log_root: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +106,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd.unwrap_or(Cmd::Serve) {
         Cmd::Serve => rt.block_on(berth_cri::daemon::run(cfg))?,
         Cmd::Config => print!("{}", cfg.to_documented_toml()),
+        Cmd::Play { file, rm, log_root } => {
+            let code = rt.block_on(berth_cri::play::play(berth_cri::play::PlayOptions { socket: cfg.daemon.socket_path.clone(), file, rm, log_root }))?;
+            std::process::exit(code);
+        }
         Cmd::Image(ic) => {
             let store = Arc::new(berth_cri::daemon::open_store(&cfg)?);
             let puller = Puller::new(store.clone(), &cfg.image);

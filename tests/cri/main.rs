@@ -2,6 +2,9 @@
 
 mod common;
 mod config;
+mod crictl;
+mod node;
+mod pods;
 mod grpc;
 mod hostile;
 mod hostile_registry;

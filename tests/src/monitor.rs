@@ -294,7 +294,11 @@ impl Monitor {
 
 /// Parse a CRI log file.
 pub fn records_of(p: &Path) -> Vec<(String, String, Vec<u8>)> {
-    let data = fs::read(p).unwrap_or_default();
+    records_of_bytes(&fs::read(p).unwrap_or_default())
+}
+
+/// Parse CRI log contents.
+pub fn records_of_bytes(data: &[u8]) -> Vec<(String, String, Vec<u8>)> {
     let mut out = vec![];
     for line in data.split(|&b| b == b'\n') {
         if line.is_empty() {

@@ -371,6 +371,11 @@ impl Layout {
 
 /// A docker-archive (`docker save` format) with uncompressed layer tars.
 pub fn docker_archive(out: &Path, layers: &[Vec<u8>], tag: &str) {
+    docker_archive_with(out, layers, tag, serde_json::json!({}))
+}
+
+/// A docker-archive whose image config's `config` section is `config` (Cmd, Env, …).
+pub fn docker_archive_with(out: &Path, layers: &[Vec<u8>], tag: &str, config: serde_json::Value) {
     let dir = TempDir::new("docker-archive");
     let mut names = Vec::new();
     let mut diff_ids = Vec::new();
@@ -381,7 +386,7 @@ pub fn docker_archive(out: &Path, layers: &[Vec<u8>], tag: &str) {
         names.push(format!("{d}/layer.tar"));
         diff_ids.push(sha256(l));
     }
-    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     let cb = serde_json::to_vec(&config).unwrap();
     let cname = format!("{}.json", &sha256(&cb)[7..]);
     std::fs::write(dir.path().join(&cname), cb).unwrap();
@@ -389,6 +394,19 @@ pub fn docker_archive(out: &Path, layers: &[Vec<u8>], tag: &str) {
     std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
     let st = Command::new("tar").arg("-C").arg(dir.path()).arg("-cf").arg(out).arg(".").status().unwrap();
     assert!(st.success());
+}
+
+/// A one-layer busybox image (static busybox, its applets, /etc/passwd and /etc/group with
+/// root, nobody and an unprivileged `app` user 1000) as a layer tar.
+pub fn busybox_layer() -> Vec<u8> {
+    let mut e = vec![Entry::Dir("bin"), Entry::Dir("etc"), Entry::Dir("tmp"), Entry::Dir("proc"), Entry::Dir("dev"), Entry::Dir("sys"), Entry::Dir("root")];
+    e.push(Entry::Mode("bin/busybox", busybox(), 0o755));
+    for a in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "ping", "nc", "wget", "httpd", "head", "seq", "true", "false", "grep", "ip", "dd", "yes", "env", "pwd", "stty", "tail", "mkdir", "touch"] {
+        e.push(Entry::Symlink(Box::leak(format!("bin/{a}").into_boxed_str()), "busybox"));
+    }
+    e.push(Entry::File("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n".to_vec()));
+    e.push(Entry::File("etc/group", b"root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n".to_vec()));
+    layer_tar(&e)
 }
 
 /// The contents of /bin/busybox (busybox-static), for realistic layers.

@@ -2,11 +2,26 @@
 
 #[macro_use]
 mod unimplemented;
+mod container_create;
+mod container_list;
+mod container_remove;
+mod container_reopen_log;
+mod container_start;
+mod container_status;
+mod container_stop;
+mod container_update;
+mod exec_sync;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+mod recover;
+mod sandbox_list;
+mod sandbox_remove;
+mod sandbox_run;
+mod sandbox_status;
+mod sandbox_stop;
 mod status;
 mod version;
 
@@ -16,6 +31,9 @@ use k8s_cri::v1 as cri;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::container::runtime::Runtime;
+use crate::network::Cni;
+use crate::registry::Registry;
 use crate::image::pull::Puller;
 use crate::image::store::Store;
 
@@ -28,12 +46,33 @@ pub struct CriServer {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub puller: Arc<Puller>,
+    pub registry: Arc<Registry>,
+    pub cni: Arc<Cni>,
 }
 
 impl CriServer {
+    /// The server over `config.daemon.state_root`; records found there are loaded (call
+    /// `recover` before serving to clean up what a crash left half-made).
     pub fn new(config: Arc<Config>, store: Arc<Store>) -> CriServer {
         let puller = Arc::new(Puller::new(store.clone(), &config.image));
-        CriServer { config, store, puller }
+        let root = config.daemon.state_root.clone();
+        let (registry, broken) = Registry::load(&root);
+        for d in broken {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+        let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
+        CriServer { config, store, puller, registry: Arc::new(registry), cni }
+    }
+
+    /// The OCI runtime of a handler, with its own state root under ours.
+    pub(crate) fn runtime_for(&self, handler: &str) -> Result<Runtime, Status> {
+        let h = self
+            .config
+            .runtime
+            .handlers
+            .get(handler)
+            .ok_or_else(|| Status::failed_precondition(format!("runtime handler {handler:?} is not configured")))?;
+        Ok(Runtime::new(&h.path, self.registry.root.join("runtime").join(handler)))
     }
 
     /// Normalised names a reference may be stored under.
@@ -108,21 +147,50 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         Err(unimplemented::not_yet("get_container_events"))
     }
 
+    async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+        self.do_run_pod_sandbox(r.into_inner()).await.map(Response::new)
+    }
+    async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+        self.do_stop_pod_sandbox(r.into_inner()).await.map(Response::new)
+    }
+    async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+        self.do_remove_pod_sandbox(r.into_inner()).await.map(Response::new)
+    }
+    async fn pod_sandbox_status(&self, r: Request<cri::PodSandboxStatusRequest>) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        self.do_pod_sandbox_status(r.into_inner()).await.map(Response::new)
+    }
+    async fn list_pod_sandbox(&self, r: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+        self.do_list_pod_sandbox(r.into_inner()).await.map(Response::new)
+    }
+    async fn create_container(&self, r: Request<cri::CreateContainerRequest>) -> Result<Response<cri::CreateContainerResponse>, Status> {
+        self.do_create_container(r.into_inner()).await.map(Response::new)
+    }
+    async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {
+        self.do_start_container(r.into_inner()).await.map(Response::new)
+    }
+    async fn stop_container(&self, r: Request<cri::StopContainerRequest>) -> Result<Response<cri::StopContainerResponse>, Status> {
+        self.do_stop_container(r.into_inner()).await.map(Response::new)
+    }
+    async fn remove_container(&self, r: Request<cri::RemoveContainerRequest>) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+        self.do_remove_container(r.into_inner()).await.map(Response::new)
+    }
+    async fn list_containers(&self, r: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
+        self.do_list_containers(r.into_inner()).await.map(Response::new)
+    }
+    async fn container_status(&self, r: Request<cri::ContainerStatusRequest>) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        self.do_container_status(r.into_inner()).await.map(Response::new)
+    }
+    async fn update_container_resources(&self, r: Request<cri::UpdateContainerResourcesRequest>) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        self.do_update_container_resources(r.into_inner()).await.map(Response::new)
+    }
+    async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        self.do_reopen_container_log(r.into_inner()).await.map(Response::new)
+    }
+    async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        self.do_exec_sync(r.into_inner()).await.map(Response::new)
+    }
+
     unimplemented_rpcs! {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse;
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse;
-        create_container(CreateContainerRequest) -> CreateContainerResponse;
-        start_container(StartContainerRequest) -> StartContainerResponse;
-        stop_container(StopContainerRequest) -> StopContainerResponse;
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse;
-        list_containers(ListContainersRequest) -> ListContainersResponse;
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse;
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;

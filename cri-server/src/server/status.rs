@@ -26,11 +26,12 @@ impl CriServer {
             reason: if runtime_ready.is_ok() { String::new() } else { "RuntimeBinaryMissing".into() },
             message: runtime_ready.err().unwrap_or_default(),
         }];
+        let net = self.cni.status();
         conditions.push(cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkPluginNotImplemented".into(),
-            message: "berth-cri does not implement CNI pod networking yet".into(),
+            status: net.is_ok(),
+            reason: if net.is_ok() { String::new() } else { "NetworkPluginNotReady".into() },
+            message: net.err().unwrap_or_default(),
         });
         let mut info = HashMap::new();
         if r.verbose {

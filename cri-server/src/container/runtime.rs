@@ -1,0 +1,74 @@
+//! The OCI runtime of a handler, called as a CLI (`<path> --root <root> VERB …`), with a
+//! timeout and its stderr (runc's error line) in the error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("runtime {path}: {verb}: {message}")]
+    Failed { path: String, verb: String, message: String },
+    #[error("runtime {path}: {verb}: timed out after {secs}s")]
+    Timeout { path: String, verb: String, secs: u64 },
+    #[error("runtime {path}: {0}", path = .1)]
+    Spawn(std::io::Error, String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub path: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(path: &Path, root: PathBuf) -> Runtime {
+        Runtime { path: path.to_path_buf(), root }
+    }
+
+    pub async fn run(&self, args: &[&str], stdin: Option<Vec<u8>>, timeout: Duration) -> Result<String, RuntimeError> {
+        let mut c = Command::new(&self.path);
+        c.arg("--root").arg(&self.root).args(args).kill_on_drop(true);
+        c.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let verb = args.first().copied().unwrap_or("").to_string();
+        let path = self.path.display().to_string();
+        let mut child = c.spawn().map_err(|e| RuntimeError::Spawn(e, path.clone()))?;
+        if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            let _ = w.write_all(&data).await;
+        }
+        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(r) => r.map_err(|e| RuntimeError::Spawn(e, path.clone()))?,
+            Err(_) => return Err(RuntimeError::Timeout { path, verb, secs: timeout.as_secs() }),
+        };
+        if !out.status.success() {
+            let e = String::from_utf8_lossy(&out.stderr);
+            let msg = e.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("failed").trim().to_string();
+            return Err(RuntimeError::Failed { path, verb, message: msg });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.run(&["start", id], None, Duration::from_secs(60)).await.map(|_| ())
+    }
+    pub async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), RuntimeError> {
+        let mut a = vec!["kill"];
+        if all {
+            a.push("--all");
+        }
+        a.extend([id, signal]);
+        self.run(&a, None, Duration::from_secs(30)).await.map(|_| ())
+    }
+    pub async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.run(&["delete", "--force", id], None, Duration::from_secs(60)).await {
+            // Already gone is what we wanted.
+            Err(RuntimeError::Failed { message, .. }) if message.contains("does not exist") || message.contains("not exist") => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+    pub async fn update(&self, id: &str, resources_json: Vec<u8>) -> Result<(), RuntimeError> {
+        self.run(&["update", "--resources", "-", id], Some(resources_json), Duration::from_secs(30)).await.map(|_| ())
+    }
+}

@@ -1,0 +1,68 @@
+//! Crash-safe files: every record berth-cri keeps is written to a temporary file, fsynced,
+//! renamed over the old one and the directory fsynced, so after a kill -9 anywhere the file
+//! is either the old record or the new one, never half of each.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir)?.sync_all()
+}
+
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> io::Result<()> {
+    let data = serde_json::to_vec_pretty(v).map_err(io::Error::other)?;
+    write_atomic(path, &data)
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<T> {
+    let data = fs::read(path)?;
+    serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+}
+
+/// A random 64-hex-digit id (as CRI-O and containerd make them).
+pub fn new_id() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = io::Read::read_exact(&mut f, &mut b);
+    }
+    hex::encode(b)
+}
+
+/// An id as berth-cri makes them: 64 lowercase hex digits (anything else cannot name a
+/// directory of ours and is refused before it reaches the file system).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = std::env::temp_dir().join(format!("berth-persist-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("rec.json");
+        write_json(&p, &serde_json::json!({"a": 1})).unwrap();
+        write_json(&p, &serde_json::json!({"a": 2})).unwrap();
+        let v: serde_json::Value = read_json(&p).unwrap();
+        assert_eq!(v["a"], 2);
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(d).unwrap();
+        assert!(valid_id(&new_id()));
+        assert!(!valid_id("../x"));
+    }
+}

@@ -1,0 +1,111 @@
+//! Pod sandboxes: the record berth-cri keeps per pod (one source of truth on disk,
+//! `<state_root>/sandboxes/<id>/sandbox.json` plus the CRI config as sent), and the pieces a
+//! pod is made of — pinned namespaces (`namespaces.rs`), its files and /dev/shm (`files.rs`),
+//! and pod-level sysctls (`sysctl.rs`).
+//!
+//! A pod costs no process: its network, IPC and UTS namespaces are created by a short-lived
+//! thread and kept alive by bind mounts of their nsfs files under the sandbox directory (as
+//! CRI-O's pinns does); containers join them by path.
+
+pub mod files;
+pub mod namespaces;
+pub mod sysctl;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1 as cri;
+use prost::Message;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    /// Being set up; a record still in this state after a restart is cleaned up.
+    Creating,
+    Ready,
+    /// Stopped: containers ended, network torn down; namespaces kept until removal.
+    NotReady,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    /// `name_namespace_uid_attempt`, unique among live pods.
+    pub name_key: String,
+    pub state: SandboxState,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    pub handler: String,
+    pub host_network: bool,
+    pub host_ipc: bool,
+    pub host_pid: bool,
+    /// Pinned namespace files (None: the host's).
+    pub netns: Option<PathBuf>,
+    pub ipc_ns: Option<PathBuf>,
+    pub uts_ns: Option<PathBuf>,
+    pub shm: Option<PathBuf>,
+    pub ips: Vec<String>,
+    /// CNI ADD ran and DEL has not yet.
+    pub network_attached: bool,
+    pub hostname: String,
+}
+
+/// A pod as the server holds it: its record and the CRI config it was created with.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub record: SandboxRecord,
+    pub config: cri::PodSandboxConfig,
+}
+
+pub fn dir(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join("sandboxes").join(id)
+}
+
+impl Sandbox {
+    pub fn save(&self, state_root: &Path) -> std::io::Result<()> {
+        let d = dir(state_root, &self.record.id);
+        std::fs::create_dir_all(&d)?;
+        let cfg = d.join("config.pb");
+        if !cfg.exists() {
+            crate::persist::write_atomic(&cfg, &self.config.encode_to_vec())?;
+        }
+        crate::persist::write_json(&d.join("sandbox.json"), &self.record)
+    }
+
+    pub fn load(d: &Path) -> std::io::Result<Sandbox> {
+        let record: SandboxRecord = crate::persist::read_json(&d.join("sandbox.json"))?;
+        let raw = std::fs::read(d.join("config.pb"))?;
+        let config = cri::PodSandboxConfig::decode(raw.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(Sandbox { record, config })
+    }
+
+    pub fn metadata(&self) -> cri::PodSandboxMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+
+    pub fn cri_state(&self) -> i32 {
+        match self.record.state {
+            SandboxState::Ready => cri::PodSandboxState::SandboxReady as i32,
+            _ => cri::PodSandboxState::SandboxNotready as i32,
+        }
+    }
+
+    pub fn namespace_options(&self) -> cri::NamespaceOption {
+        self.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default()
+    }
+}
+
+/// The reservation key of a pod name (what makes a second pod with the same name,
+/// namespace, uid and attempt an AlreadyExists).
+pub fn name_key(m: &cri::PodSandboxMetadata) -> String {
+    format!("{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
+}
+
+/// A metadata value that may appear in a file name, a CNI_ARGS value or a key: no path
+/// separators, no control characters, no `;`/`=` (CNI_ARGS syntax), bounded length.
+pub fn valid_meta(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 253 && v != "." && v != ".." && !v.chars().any(|c| c == '/' || c == ';' || c == '=' || c.is_control())
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}

@@ -1,0 +1,28 @@
+//! ReopenContainerLog: ask the container's monitor (ctl fifo, message 2) to reopen the log
+//! file kubelet has just renamed away.
+
+use super::CriServer;
+use crate::container::record::{bundle, ContainerState};
+use k8s_cri::v1 as cri;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use tonic::Status;
+
+impl CriServer {
+    pub(crate) async fn do_reopen_container_log(&self, r: cri::ReopenContainerLogRequest) -> Result<cri::ReopenContainerLogResponse, Status> {
+        let id = self.resolve_container(&r.container_id, "ReopenContainerLog")?;
+        let c = self.registry.container(&id).ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
+        if c.record.state != ContainerState::Running {
+            return Err(Status::failed_precondition(format!("ReopenContainerLog: container {id} is not running")));
+        }
+        let ctl = bundle(&self.registry.root, &id).join("ctl");
+        // Non-blocking: a monitor that is gone must not hang the RPC on the fifo.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&ctl)
+            .map_err(|e| Status::failed_precondition(format!("ReopenContainerLog: the container's monitor is not reachable: {e}")))?;
+        f.write_all(b"2 0 0\n").map_err(|e| Status::internal(format!("ReopenContainerLog: {e}")))?;
+        Ok(cri::ReopenContainerLogResponse {})
+    }
+}

@@ -1,0 +1,32 @@
+//! StartContainer: the runtime's `start` (the monitor is already there since CreateContainer).
+
+use super::CriServer;
+use crate::container::record::ContainerState;
+use crate::registry::Kind;
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+impl CriServer {
+    pub(crate) async fn do_start_container(&self, r: cri::StartContainerRequest) -> Result<cri::StartContainerResponse, Status> {
+        let id = self.resolve_container(&r.container_id, "StartContainer")?;
+        let lock = self.registry.lock(&id);
+        let _g = lock.lock().await;
+        let mut c = self.registry.container(&id).ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
+        if c.record.state != ContainerState::Created {
+            return Err(Status::failed_precondition(format!("StartContainer: container {id} is not in the created state ({:?})", c.record.state)));
+        }
+        let rt = self.runtime_for(&c.record.handler)?;
+        rt.start(&id).await.map_err(|e| Status::internal(format!("StartContainer: {e}")))?;
+        c.record.state = ContainerState::Running;
+        c.record.started_at = crate::sandbox::now_ns();
+        self.registry.put_container(c).map_err(|e| Status::internal(format!("StartContainer: persist: {e}")))?;
+        Ok(cri::StartContainerResponse {})
+    }
+
+    pub(crate) fn resolve_container(&self, id: &str, rpc: &str) -> Result<String, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument(format!("{rpc}: container_id is required")));
+        }
+        self.registry.resolve(Kind::Container, id).ok_or_else(|| Status::not_found(format!("container {id:?} not found")))
+    }
+}

@@ -1,0 +1,30 @@
+//! RemovePodSandbox: stop it if needed, remove its containers, unpin its namespaces, unmount
+//! /dev/shm and delete its record. Idempotent, also for an unknown id.
+
+use super::CriServer;
+use crate::registry::Kind;
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+impl CriServer {
+    pub(crate) async fn do_remove_pod_sandbox(&self, r: cri::RemovePodSandboxRequest) -> Result<cri::RemovePodSandboxResponse, Status> {
+        if r.pod_sandbox_id.is_empty() {
+            return Err(Status::invalid_argument("RemovePodSandbox: pod_sandbox_id is required"));
+        }
+        let Some(id) = self.registry.resolve(Kind::Sandbox, &r.pod_sandbox_id) else {
+            return Ok(cri::RemovePodSandboxResponse {});
+        };
+        self.stop_sandbox(&id).await?;
+        for c in self.registry.containers().into_iter().filter(|c| c.record.sandbox_id == id) {
+            self.remove_container(&c.record.id).await?;
+        }
+        let lock = self.registry.lock(&id);
+        let _g = lock.lock().await;
+        if let Some(sb) = self.registry.sandbox(&id) {
+            self.teardown_sandbox(&sb).await;
+            self.registry.remove_sandbox(&id).map_err(|e| Status::internal(format!("RemovePodSandbox: {e}")))?;
+            tracing::info!(id = %id, "pod sandbox removed");
+        }
+        Ok(cri::RemovePodSandboxResponse {})
+    }
+}

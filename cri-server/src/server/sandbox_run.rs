@@ -1,0 +1,250 @@
+//! RunPodSandbox: validate, reserve the name, persist a `Creating` record, then build the pod
+//! — pinned UTS/IPC/network namespaces, /dev/shm, sysctls, resolv.conf/hosts/hostname, CNI —
+//! and mark it `Ready`. Any failure undoes what was done; a crash leaves a `Creating` record
+//! that the next start cleans up.
+
+use super::CriServer;
+use crate::network::{Bandwidth, PodNetwork, PortMapping};
+use crate::sandbox::{self, files, namespaces, sysctl, Sandbox, SandboxRecord, SandboxState};
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+fn ns_mode(v: i32) -> cri::NamespaceMode {
+    cri::NamespaceMode::try_from(v).unwrap_or(cri::NamespaceMode::Pod)
+}
+
+/// The pod's network view for CNI, from its config (port mappings, bandwidth annotations,
+/// DNS).
+pub(crate) fn pod_network(s: &Sandbox) -> Option<PodNetwork> {
+    let netns = s.record.netns.clone()?;
+    let m = s.metadata();
+    let port_mappings = s
+        .config
+        .port_mappings
+        .iter()
+        .filter(|p| p.host_port > 0)
+        .map(|p| PortMapping {
+            host_port: p.host_port as u16,
+            container_port: p.container_port as u16,
+            protocol: match cri::Protocol::try_from(p.protocol).unwrap_or(cri::Protocol::Tcp) {
+                cri::Protocol::Udp => "udp".into(),
+                cri::Protocol::Sctp => "sctp".into(),
+                _ => "tcp".into(),
+            },
+            host_ip: p.host_ip.clone(),
+        })
+        .collect();
+    let q = |k: &str| s.config.annotations.get(k).and_then(|v| parse_quantity(v));
+    let bandwidth = match (q("kubernetes.io/ingress-bandwidth"), q("kubernetes.io/egress-bandwidth")) {
+        (None, None) => None,
+        (i, e) => Some(Bandwidth {
+            ingress_rate: i.unwrap_or(0),
+            ingress_burst: if i.is_some() { u32::MAX as u64 } else { 0 },
+            egress_rate: e.unwrap_or(0),
+            egress_burst: if e.is_some() { u32::MAX as u64 } else { 0 },
+        }),
+    };
+    let dns = s.config.dns_config.as_ref().map(|d| crate::network::Dns { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() });
+    Some(PodNetwork { id: s.record.id.clone(), name: m.name, namespace: m.namespace, uid: m.uid, netns, port_mappings, bandwidth, dns })
+}
+
+/// A Kubernetes quantity in bits per second ("10M", "1Gi", "500k").
+fn parse_quantity(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((n * mult) as u64)
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 64 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+impl CriServer {
+    pub(crate) async fn do_run_pod_sandbox(&self, r: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse, Status> {
+        let cfg = r.config.ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is required"))?;
+        let meta = cfg.metadata.clone().ok_or_else(|| Status::invalid_argument("RunPodSandbox: metadata is required"))?;
+        for (what, v) in [("name", &meta.name), ("namespace", &meta.namespace), ("uid", &meta.uid)] {
+            if !sandbox::valid_meta(v) {
+                return Err(Status::invalid_argument(format!("RunPodSandbox: metadata.{what} {v:?} is empty or not a valid name")));
+            }
+        }
+        let handler = if r.runtime_handler.is_empty() { self.config.runtime.default_handler.clone() } else { r.runtime_handler.clone() };
+        if !self.config.runtime.handlers.contains_key(&handler) {
+            return Err(Status::invalid_argument(format!("RunPodSandbox: unknown runtime handler {handler:?}")));
+        }
+        let ns = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
+        let host_network = ns_mode(ns.network) == cri::NamespaceMode::Node;
+        let host_ipc = ns_mode(ns.ipc) == cri::NamespaceMode::Node;
+        let host_pid = ns_mode(ns.pid) == cri::NamespaceMode::Node;
+        if ns_mode(ns.pid) == cri::NamespaceMode::Pod {
+            // A pod-wide PID namespace needs a process to be its PID 1 (an infra process);
+            // berth-cri runs pods without one so far.
+            return Err(Status::unimplemented("RunPodSandbox: a pod-wide PID namespace (shareProcessNamespace) is not supported yet"));
+        }
+        if let Some(d) = &cfg.dns_config {
+            files::check_dns(d).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
+        }
+        let hostname = if cfg.hostname.is_empty() { meta.name.clone() } else { cfg.hostname.clone() };
+        if !host_network && !valid_hostname(&hostname) {
+            return Err(Status::invalid_argument(format!("RunPodSandbox: invalid hostname {hostname:?}")));
+        }
+        let mut sysctls = Vec::new();
+        if let Some(l) = &cfg.linux {
+            for (k, v) in &l.sysctls {
+                let kind = sysctl::validate(k, v, host_network, host_ipc).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
+                sysctls.push((k.clone(), v.clone(), kind));
+            }
+        }
+        if !cfg.log_directory.is_empty() && !std::path::Path::new(&cfg.log_directory).is_absolute() {
+            return Err(Status::invalid_argument("RunPodSandbox: log_directory must be an absolute path"));
+        }
+
+        let id = crate::persist::new_id();
+        let key = sandbox::name_key(&meta);
+        self.registry
+            .reserve(&format!("pod:{key}"), &id)
+            .map_err(|holder| Status::already_exists(format!("pod sandbox name {key:?} is reserved for {holder}")))?;
+        let lock = self.registry.lock(&id);
+        let _g = lock.lock().await;
+        let mut sb = Sandbox {
+            record: SandboxRecord {
+                id: id.clone(),
+                name_key: key,
+                state: SandboxState::Creating,
+                created_at: sandbox::now_ns(),
+                handler,
+                host_network,
+                host_ipc,
+                host_pid,
+                netns: None,
+                ipc_ns: None,
+                uts_ns: None,
+                shm: None,
+                ips: vec![],
+                network_attached: false,
+                hostname,
+            },
+            config: cfg,
+        };
+        if let Err(e) = self.registry.put_sandbox(sb.clone()) {
+            self.registry.release(&format!("pod:{}", sb.record.name_key), &id);
+            return Err(Status::internal(format!("RunPodSandbox: persist the sandbox: {e}")));
+        }
+        match self.setup_sandbox(&mut sb, sysctls).await {
+            Ok(()) => {
+                sb.record.state = SandboxState::Ready;
+                if let Err(e) = self.registry.put_sandbox(sb.clone()) {
+                    self.teardown_sandbox(&sb).await;
+                    let _ = self.registry.remove_sandbox(&id);
+                    return Err(Status::internal(format!("RunPodSandbox: persist the sandbox: {e}")));
+                }
+                tracing::info!(id = %id, pod = %meta.name, namespace = %meta.namespace, ips = ?sb.record.ips, "pod sandbox ready");
+                Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
+            }
+            Err(e) => {
+                self.teardown_sandbox(&sb).await;
+                let _ = self.registry.remove_sandbox(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Build the pod's pieces, recording each in the sandbox (and on disk) as it is made, so
+    /// that teardown — now or after a crash — finds it.
+    async fn setup_sandbox(&self, sb: &mut Sandbox, sysctls: Vec<(String, String, namespaces::Kind)>) -> Result<(), Status> {
+        let dir = sandbox::dir(&self.registry.root, &sb.record.id);
+        let nsdir = dir.join("ns");
+        let internal = |what: &str, e: std::io::Error| Status::internal(format!("RunPodSandbox: {what}: {e}"));
+        if !sb.record.host_network {
+            let h = sb.record.hostname.clone();
+            let d = nsdir.clone();
+            sb.record.uts_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Uts, &d, Some(&h))).await.map_err(|e| internal("UTS namespace", e))?);
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+            let d = nsdir.clone();
+            sb.record.netns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Net, &d, None)).await.map_err(|e| internal("network namespace", e))?);
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+        }
+        if !sb.record.host_ipc {
+            let d = nsdir.clone();
+            sb.record.ipc_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Ipc, &d, None)).await.map_err(|e| internal("IPC namespace", e))?);
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+            let d = dir.clone();
+            sb.record.shm = Some(blocking_io(move || files::mount_shm(&d)).await.map_err(|e| internal("/dev/shm", e))?);
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+        }
+        for (k, v, kind) in sysctls {
+            let ns = match kind {
+                namespaces::Kind::Net => sb.record.netns.clone(),
+                _ => sb.record.ipc_ns.clone(),
+            }
+            .ok_or_else(|| Status::invalid_argument(format!("sysctl {k}: the pod has no namespace of its own for it")))?;
+            let kk = k.clone();
+            blocking_io(move || sysctl::apply(&kk, &v, kind, &ns)).await.map_err(|e| Status::invalid_argument(format!("RunPodSandbox: sysctl {k}: {e}")))?;
+        }
+        let resolv = files::resolv_conf(sb.config.dns_config.as_ref()).map_err(|e| internal("resolv.conf", e))?;
+        files::write(&dir, "resolv.conf", &resolv).map_err(|e| internal("resolv.conf", e))?;
+        files::write(&dir, "hostname", &format!("{}\n", sb.record.hostname)).map_err(|e| internal("hostname", e))?;
+        if let Some(pn) = pod_network(sb) {
+            sb.record.network_attached = true;
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+            let res = self.cni.add(&pn).await.map_err(|e| Status::internal(format!("RunPodSandbox: network setup: {e}")))?;
+            sb.record.ips = res.ips.iter().map(|i| i.to_string()).collect();
+        }
+        files::write(&dir, "hosts", &files::hosts(&sb.record.hostname, &sb.record.ips)).map_err(|e| internal("hosts", e))?;
+        self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+        Ok(())
+    }
+
+    /// Undo a pod's pieces (network, namespaces, /dev/shm); each step tolerates what is
+    /// already gone. Errors are logged: teardown goes on with the rest.
+    pub(crate) async fn teardown_sandbox(&self, sb: &Sandbox) {
+        if sb.record.network_attached {
+            if let Some(pn) = pod_network(sb) {
+                if let Err(e) = self.cni.del(&pn).await {
+                    tracing::warn!(id = %sb.record.id, error = %e, "CNI DEL failed");
+                }
+            }
+        }
+        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns].into_iter().flatten().cloned().collect();
+        let shm = sb.record.shm.clone();
+        let id = sb.record.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in paths {
+                if let Err(e) = namespaces::unpin(&p) {
+                    tracing::warn!(id = %id, path = %p.display(), error = %e, "cannot unpin namespace");
+                }
+            }
+            if let Some(s) = shm {
+                let _ = files::unmount_shm(&s);
+            }
+        })
+        .await;
+    }
+}
+
+pub(crate) async fn blocking_io<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| std::io::Error::other(format!("task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quantities() {
+        assert_eq!(super::parse_quantity("10M"), Some(10_000_000));
+        assert_eq!(super::parse_quantity("1Gi"), Some(1 << 30));
+        assert_eq!(super::parse_quantity("x"), None);
+    }
+}
