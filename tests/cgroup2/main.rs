@@ -19,6 +19,7 @@ mod apparmor;
 mod devices;
 mod limits;
 mod runtime;
+mod systemd;
 
 const HELPER_ENV: &str = "BERTH_CG2_HELPER";
 
