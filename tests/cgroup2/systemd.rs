@@ -341,3 +341,28 @@ fn systemd_malformed_paths_are_refused_with_nothing_created() {
         assert!(cgs.is_empty(), "{path}: cgroups left: {cgs:?}");
     }
 }
+
+#[test]
+fn systemd_run_of_short_containers_leaves_nothing() {
+    if skip("systemd_run_of_short_containers_leaves_nothing") {
+        return;
+    }
+    // The scope empties when `true` exits and systemd removes its cgroup at once, racing
+    // with the runtime's own delete: every round must still succeed and leave nothing.
+    let t = tag("short");
+    let _slices = Slices(vec![format!("{t}.slice")]);
+    let rt = Runtime::new("sd-short");
+    for i in 0..5 {
+        let id = rt.id(&format!("r{i}"));
+        let mut b = Bundle::new("sd-short");
+        b.set("/linux/cgroupsPath", json!(format!("{t}.slice:btscope:{id}")));
+        b.args(&["true"]);
+        b.write();
+        let dir = b.dir_str();
+        let cmd = rt.command(&["--systemd-cgroup", "run", "--bundle", &dir, &id]);
+        run_to_files(cmd, &b.stdout_path(), &b.stderr_path(), Duration::from_secs(60)).ok();
+        assert!(!rt.state_dir(&id).exists(), "round {i}: state left");
+        assert!(units_named(&id).is_empty(), "round {i}: units left: {:?}", units_named(&id));
+        assert!(cgroups_named(&id).is_empty(), "round {i}: cgroups left: {:?}", cgroups_named(&id));
+    }
+}

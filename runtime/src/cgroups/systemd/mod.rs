@@ -135,13 +135,49 @@ fn reset_failed(c: &mut Conn, unit: &str) {
     let _ = c.manager("ResetFailedUnit", "s", &b.0);
 }
 
+/// How long `remove` waits for the killed scope to empty (as the cgroupfs driver).
+const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether an error means the cgroup is gone: systemd removes a scope's directory as soon
+/// as its last process has left, at any moment of ours (ENOENT on open, ENODEV on an fd
+/// opened before).
+fn gone(e: &crate::error::Error, dir: &Path) -> bool {
+    matches!(e.errno(), Some(nix::errno::Errno::ENOENT | nix::errno::Errno::ENODEV)) || !dir.exists()
+}
+
+/// Kills what is in the cgroup and waits until it is empty or gone. Polls: a poll(2) on
+/// cgroup.events is not woken when systemd removes the directory under it.
+fn kill_and_wait(dir: &Path) -> Result<()> {
+    match super::signal_all(dir, libc::SIGKILL) {
+        Err(e) if !gone(&e, dir) => return Err(e),
+        _ => {}
+    }
+    let deadline = std::time::Instant::now() + EMPTY_TIMEOUT;
+    loop {
+        match super::fs::read_keyed(dir, "cgroup.events") {
+            Ok(ev) if super::fs::keyed(&ev, "populated") == Some(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if gone(&e, dir) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(crate::error::Error::Cgroup(format!(
+                "{} still has processes {:?} {}s after SIGKILL: not removed",
+                dir.display(),
+                super::pids(dir),
+                EMPTY_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Removes the container's unit: kills what is left in its cgroup (cgroup.kill) and waits
 /// for it to empty, stops the unit, forgets it if it failed, and removes any cgroup the
 /// container made below the scope (systemd removes the scope's own directory).
 pub fn remove(unit: &str, dir: &Path) -> Result<()> {
     if dir.exists() {
-        super::signal_all(dir, libc::SIGKILL)?;
-        super::wait_empty(dir)?;
+        kill_and_wait(dir)?;
     }
     let mut c = Conn::connect().map_err(SystemdError::from)?;
     let stopped = stop_unit(&mut c, unit);
@@ -149,5 +185,8 @@ pub fn remove(unit: &str, dir: &Path) -> Result<()> {
     if let Err(e) = stopped {
         logger::warn(&format!("stop {unit}: {e}"));
     }
-    super::remove(dir)
+    match super::remove(dir) {
+        Err(e) if !gone(&e, dir) => Err(e),
+        _ => Ok(()),
+    }
 }
