@@ -28,4 +28,8 @@ if [ -x tests/vm/suite ]; then
   echo "== cgroup v2 suites in the VM with runc swapped in"
   # The same checks against Debian's runc (differences are explained where a test allows them).
   BERTH_RUNTIME=runc tests/vm/suite
+  echo "== systemd cgroup driver suites in a systemd VM (berth, then runc)"
+  # One systemd guest per runtime: only the systemd_* tests (tests/vm/suite --systemd).
+  tests/vm/suite --systemd
+  BERTH_RUNTIME=runc tests/vm/suite --systemd
 fi

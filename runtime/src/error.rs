@@ -23,6 +23,8 @@ pub enum Error {
     Signal(String),
     #[error("cgroup: {0}")]
     Cgroup(String),
+    #[error("systemd: {0}")]
+    Systemd(#[from] crate::cgroups::systemd::SystemdError),
     #[error("{kind} hook {path}: {why}")]
     Hook { kind: String, path: String, why: String },
     /// An error reported by the container's init process during creation.

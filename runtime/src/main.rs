@@ -20,7 +20,8 @@ struct Cli {
     /// Log debug records.
     #[arg(long, global = true)]
     debug: bool,
-    /// Use systemd to manage cgroups (not supported: berth manages cgroupfs directly).
+    /// Create the container's cgroup as a systemd transient scope (cgroupsPath
+    /// `slice:prefix:name`). Later commands follow what `create` recorded.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Accepted for runc compatibility (checkpointing is not supported).
@@ -246,7 +247,7 @@ enum Cmd {
     },
 }
 
-fn opts(root: &std::path::Path, a: CreateArgs) -> (create::CreateOpts, Option<PathBuf>) {
+fn opts(root: &std::path::Path, systemd_cgroup: bool, a: CreateArgs) -> (create::CreateOpts, Option<PathBuf>) {
     (
         create::CreateOpts {
             root: root.to_path_buf(),
@@ -256,19 +257,18 @@ fn opts(root: &std::path::Path, a: CreateArgs) -> (create::CreateOpts, Option<Pa
             no_pivot: a.no_pivot,
             no_new_keyring: a.no_new_keyring,
             preserve_fds: a.preserve_fds,
+            systemd_cgroup,
         },
         a.console_socket,
     )
 }
 
 fn exec(cli: Cli) -> anyhow::Result<i32> {
-    if cli.systemd_cgroup {
-        anyhow::bail!("--systemd-cgroup is not supported: berth manages cgroupfs paths");
-    }
     let root = cli.root;
+    let systemd = cli.systemd_cgroup;
     match cli.cmd {
         Cmd::Create(a) => {
-            let (o, sock) = opts(&root, a);
+            let (o, sock) = opts(&root, systemd, a);
             let console = sock.as_deref().map(console::connect).transpose()?;
             create::create(&o, console)?;
         }
@@ -276,7 +276,7 @@ fn exec(cli: Cli) -> anyhow::Result<i32> {
             start::start(&root, &id)?;
         }
         Cmd::Run { create, detach, keep } => {
-            let (o, sock) = opts(&root, create);
+            let (o, sock) = opts(&root, systemd, create);
             return Ok(run::run(&o, sock, detach, keep)?);
         }
         Cmd::Exec(a) => {

@@ -56,6 +56,10 @@ pub struct State {
     pub annotations: HashMap<String, String>,
     /// Absolute path of the container's cgroup directory.
     pub cgroup: PathBuf,
+    /// The systemd unit that owns `cgroup` (the systemd driver); None for cgroupfs. Later
+    /// commands follow this record, whatever `--systemd-cgroup` says then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// Hooks that run after `create` returns (poststart, poststop).
     #[serde(default)]
     pub hooks: Option<Hooks>,

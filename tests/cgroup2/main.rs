@@ -20,6 +20,7 @@ mod devices;
 mod limits;
 mod monitor;
 mod runtime;
+mod systemd;
 
 const HELPER_ENV: &str = "BERTH_CG2_HELPER";
 

@@ -24,6 +24,7 @@ mod path;
 mod pids;
 mod rdma;
 pub mod stats;
+pub mod systemd;
 mod unified;
 
 pub use cpu::shares_to_weight;
@@ -144,6 +145,30 @@ pub fn create(path: &Path, resources: Option<&LinuxResources>) -> Result<()> {
     Ok(())
 }
 
+/// Checks limits for a new cgroup without creating anything (the systemd driver's first
+/// step: a bad value must fail before systemd is asked for a unit).
+pub fn check_new(resources: Option<&LinuxResources>) -> Result<()> {
+    let root = root()?;
+    check(&root, &root, resources.unwrap_or(&LinuxResources::default()), Mode::Create).map(|_| ())
+}
+
+/// Writes the limits of a new cgroup that someone else made (systemd's scope): the
+/// controllers they need are enabled in the parents first, as for [`create`].
+pub fn apply_new(path: &Path, resources: Option<&LinuxResources>) -> Result<()> {
+    let root = root()?;
+    let empty = LinuxResources::default();
+    let r = resources.unwrap_or(&empty);
+    let needed = check(&root, &root, r, Mode::Create)?;
+    enable_controllers(&root, path, &needed)?;
+    apply(path, r, Mode::Create)
+}
+
+/// Checks an update for a live cgroup without writing anything.
+pub fn check_update(path: &Path, r: &LinuxResources) -> Result<()> {
+    let root = root()?;
+    check(&root, path.parent().unwrap_or(&root), r, Mode::Update).map(|_| ())
+}
+
 /// Changes the limits of a live cgroup (`berth update`): checked in full before the first
 /// write; controllers the new limits need are enabled in the parents first.
 pub fn update(path: &Path, r: &LinuxResources) -> Result<()> {
@@ -249,6 +274,18 @@ pub fn remove(dir: &Path) -> Result<()> {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+    wait_empty(dir)?;
+    remove_tree(dir)?;
+    if let Some(parent) = dir.parent() {
+        if parent.file_name().is_some_and(|n| n == path::DEFAULT_PARENT) {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `cgroup.events` says the cgroup (and below) has no process left.
+fn wait_empty(dir: &Path) -> Result<()> {
     if !events::wait(dir, "populated", 0, EMPTY_TIMEOUT)? {
         return Err(Error::Cgroup(format!(
             "{} still has processes {:?} {}s after SIGKILL: not removed",
@@ -256,12 +293,6 @@ pub fn remove(dir: &Path) -> Result<()> {
             pids(dir),
             EMPTY_TIMEOUT.as_secs()
         )));
-    }
-    remove_tree(dir)?;
-    if let Some(parent) = dir.parent() {
-        if parent.file_name().is_some_and(|n| n == path::DEFAULT_PARENT) {
-            let _ = std::fs::remove_dir(parent);
-        }
     }
     Ok(())
 }

@@ -26,12 +26,16 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
+    /// The systemd cgroup driver: the cgroupsPath is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// Undoes a partial create unless disarmed.
 struct Cleanup {
     pids: Vec<i32>,
     cgroup: Option<PathBuf>,
+    /// The systemd unit started for `cgroup`.
+    unit: Option<String>,
     state_dir: Option<PathBuf>,
 }
 
@@ -49,7 +53,11 @@ impl Drop for Cleanup {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         }
         if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cgroups::remove(&cg) {
+            let removed = match self.unit.take() {
+                Some(u) => cgroups::systemd::remove(&u, &cg),
+                None => cgroups::remove(&cg),
+            };
+            if let Err(e) = removed {
                 logger::warn(&format!("undo create: {e}"));
             }
         }
@@ -96,13 +104,30 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(opts.id.clone())),
         Err(e) => return Err(e).with_ctx(|| format!("create {}", dir.display())),
     }
-    let mut cleanup = Cleanup { pids: Vec::new(), cgroup: None, state_dir: Some(dir.clone()) };
+    let mut cleanup = Cleanup { pids: Vec::new(), cgroup: None, unit: None, state_dir: Some(dir.clone()) };
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).ctx("chmod state dir")?;
 
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
-    let cgroup = cgroups::path_for(linux.cgroups_path().as_deref(), &opts.id)?;
-    cgroups::create(&cgroup, linux.resources().as_ref())?;
-    cleanup.cgroup = Some(cgroup.clone());
+    let resources = linux.resources().as_ref();
+    // systemd driver: everything is checked now, the unit is started once the init exists.
+    let unit = match opts.systemd_cgroup {
+        true => {
+            let path = linux.cgroups_path().as_deref().map(|p| p.to_string_lossy().into_owned());
+            let u = cgroups::systemd::Unit::parse(path.as_deref(), &opts.id)?;
+            cgroups::check_new(resources)?;
+            Some(u)
+        }
+        false => None,
+    };
+    let cgroup = match &unit {
+        Some(u) => cgroups::root()?.join(&u.rel),
+        None => {
+            let cg = cgroups::path_for(linux.cgroups_path().as_deref(), &opts.id)?;
+            cgroups::create(&cg, resources)?;
+            cleanup.cgroup = Some(cg.clone());
+            cg
+        }
+    };
     logger::debug(&format!("{}: cgroup {}", opts.id, cgroup.display()));
 
     let fifo_path = dir.join(state::EXEC_FIFO);
@@ -131,9 +156,16 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         extra_env,
         seccomp: bundle.seccomp.as_ref(),
     };
-    // The child is born in its cgroup (clone3 CLONE_INTO_CGROUP) where the kernel allows it.
-    let cgroup_dir = std::fs::File::open(&cgroup).with_ctx(|| format!("open cgroup {}", cgroup.display()))?;
-    let (pid, in_cgroup) = spawn::clone_into(clone_flags, &cgroup_dir)?;
+    // cgroupfs: the child is born in its cgroup (clone3 CLONE_INTO_CGROUP) where the kernel
+    // allows it. systemd: the cgroup does not exist yet; the child waits for CgroupJoined.
+    let cgroup_dir = match unit {
+        None => Some(std::fs::File::open(&cgroup).with_ctx(|| format!("open cgroup {}", cgroup.display()))?),
+        Some(_) => None,
+    };
+    let (pid, in_cgroup) = match &cgroup_dir {
+        Some(d) => spawn::clone_into(clone_flags, d)?,
+        None => (spawn::clone(clone_flags)?, false),
+    };
     if pid == 0 {
         drop(parent_ch);
         drop(cgroup_dir);
@@ -146,7 +178,17 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
     logger::debug(&format!("{}: cloned pid {pid} ({:?}, born in its cgroup: {in_cgroup})", opts.id, clone_flags));
 
     drop(cgroup_dir);
-    if !in_cgroup {
+    if let Some(u) = &unit {
+        cgroups::systemd::start(u, pid, resources.unwrap_or(&Default::default()), &opts.id, &cgroup)?;
+        cleanup.cgroup = Some(cgroup.clone());
+        cleanup.unit = Some(u.name.clone());
+        if u.is_slice() {
+            cgroups::add_process(&cgroup, pid)?;
+        }
+        // The exact values, and those systemd has no property for, before the init runs.
+        cgroups::apply_new(&cgroup, resources)?;
+        logger::debug(&format!("{}: systemd unit {} started", opts.id, u.name));
+    } else if !in_cgroup {
         cgroups::add_process(&cgroup, pid)?;
     }
     parent_ch.send(&Msg::CgroupJoined)?;
@@ -162,6 +204,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         owner: owner_name(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         cgroup: cgroup.clone(),
+        systemd_unit: unit.as_ref().map(|u| u.name.clone()),
         hooks: bundle.spec.hooks().clone(),
         shares_host_mounts,
     };

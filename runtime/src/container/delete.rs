@@ -52,7 +52,10 @@ fn stop(st: &State) -> Result<()> {
 /// the cgroup stays busy: the state is then kept, so `delete --force` can be retried), the
 /// mounts of a container without a mount namespace, then the state; then poststop.
 pub fn destroy(root: &Path, st: &State) -> Result<()> {
-    cgroups::remove(&st.cgroup)?;
+    match &st.systemd_unit {
+        Some(u) => cgroups::systemd::remove(u, &st.cgroup)?,
+        None => cgroups::remove(&st.cgroup)?,
+    }
     if st.shares_host_mounts {
         crate::rootfs::detach_host_mounts(&st.rootfs);
     }

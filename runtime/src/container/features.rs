@@ -33,7 +33,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": namespaces(),
             "capabilities": capabilities(),
-            "cgroup": { "v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": true },
+            "cgroup": { "v1": false, "v2": true, "systemd": true, "systemdUser": false, "rdma": true },
             "seccomp": {
                 "enabled": true,
                 "actions": seccomp::ACTIONS,

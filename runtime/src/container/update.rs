@@ -125,6 +125,12 @@ pub fn resources(f: &Flags) -> Result<LinuxResources> {
 pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<()> {
     let st = State::load(root, id)?;
     require(&st, root, &[Status::Created, Status::Running, Status::Paused], "container not running")?;
+    if let Some(u) = &st.systemd_unit {
+        // Validated in full by the cgroupfs code first: systemd is told nothing it would
+        // then refuse to write.
+        cgroups::check_update(&st.cgroup, r)?;
+        cgroups::systemd::update(u, r, &st.cgroup)?;
+    }
     cgroups::update(&st.cgroup, r)
 }
 
