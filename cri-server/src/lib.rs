@@ -4,4 +4,5 @@
 pub mod config;
 pub mod daemon;
 pub mod image;
+pub mod network;
 pub mod server;
