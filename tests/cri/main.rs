@@ -6,5 +6,6 @@ mod grpc;
 mod hostile;
 mod hostile_registry;
 mod import;
+mod network;
 mod pull;
 mod rootfs;
