@@ -1,5 +1,6 @@
 //! berth-cri: the CRI v1 daemon of berth. `main.rs` only parses the command line; everything
-//! else lives here: configuration, the image store and the gRPC services.
+//! else lives here: configuration, the image store, pods and containers, CNI networking, the
+//! gRPC services and `play`.
 
 pub mod config;
 pub mod container;

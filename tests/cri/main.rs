@@ -9,5 +9,6 @@ mod grpc;
 mod hostile;
 mod hostile_registry;
 mod import;
+mod network;
 mod pull;
 mod rootfs;
