@@ -2,6 +2,7 @@
 //! else lives here: configuration, the image store and the gRPC services.
 
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod image;
 pub mod server;

@@ -1,0 +1,3 @@
+//! Containers: the OCI runtime spec built from a CRI `CreateContainerRequest` ([`spec`]).
+
+pub mod spec;
