@@ -135,7 +135,8 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
         .into_iter()
         .filter(|d| {
             let dst = d.destination().to_string_lossy().into_owned();
-            !requested.contains(&dst) && !(requested.contains("/dev") && dst.starts_with("/dev/"))
+            let under_dev = requested.contains("/dev") && dst.starts_with("/dev/");
+            !(requested.contains(&dst) || under_dev)
         })
         .collect();
     for b in binds {
@@ -234,8 +235,7 @@ mod tests {
     #[test]
     fn request_mounts_override_defaults_and_sandbox_files() {
         let t = TempDir::new("mnt-ovr");
-        let mut c = ContainerConfig::default();
-        c.mounts = vec![cm(t.path(), "/etc/hosts"), cm(t.path(), "/dev")];
+        let c = ContainerConfig { mounts: vec![cm(t.path(), "/etc/hosts"), cm(t.path(), "/dev")], ..Default::default() };
         let m = mounts(&c, &sandbox(&t), false, false).unwrap();
         let d = dsts(&m);
         assert_eq!(d.iter().filter(|x| *x == "/etc/hosts").count(), 1);

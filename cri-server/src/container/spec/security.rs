@@ -222,6 +222,14 @@ mod tests {
     }
 
     #[test]
+    fn every_name_maps_to_an_oci_capability() {
+        for c in ALL_CAPS {
+            assert!(Capability::from_str(c).is_ok(), "{c}");
+            assert_eq!(normalize(&format!("cap_{}", c.to_lowercase())).unwrap(), c);
+        }
+    }
+
+    #[test]
     fn default_set() {
         let c = capabilities_with(&LinuxContainerSecurityContext::default(), 40).unwrap();
         assert_eq!(names(&c), set(&DEFAULT_CAPS));

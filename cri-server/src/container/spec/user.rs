@@ -222,7 +222,7 @@ pub fn resolve(rootfs: &Path, sc: &LinuxContainerSecurityContext, image: &ImageC
     if policy == SupplementalGroupsPolicy::Merge {
         if let Some(p) = &entry {
             for g in group_of(rootfs)? {
-                if g.members.iter().any(|m| *m == p.name) {
+                if g.members.contains(&p.name) {
                     gids.push(g.gid);
                 }
             }
