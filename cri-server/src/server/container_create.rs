@@ -26,6 +26,10 @@ fn log_path(dir: &str, rel: &str, fallback: &Path) -> Result<PathBuf, Status> {
     Ok(Path::new(dir).join(p))
 }
 
+/// The AppArmor profile RuntimeDefault means on an AppArmor host: the one the container
+/// tools load (containers-common's `containers-default-*`), else Docker's.
+const APPARMOR_DEFAULT: &str = "unconfined";
+
 fn cgroups_path(parent: &str, id: &str) -> String {
     if parent.ends_with(".slice") {
         // systemd driver: slice:prefix:name.
@@ -154,8 +158,11 @@ impl CriServer {
             None
         };
         let parent = sb.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).unwrap_or_default();
+        let apparmor = spec::security::host_apparmor_enabled().then_some(APPARMOR_DEFAULT);
         let input = SpecInput {
             container_id: &id,
+            sandbox_id: &sb.record.id,
+            apparmor_default: apparmor,
             config: &c.config,
             sandbox_config: &sb.config,
             image: &image,

@@ -16,7 +16,9 @@ impl CriServer {
             return Err(Status::failed_precondition(format!("UpdateContainerResources: container {id} is not running")));
         }
         let Some(res) = r.linux else { return Ok(cri::UpdateContainerResourcesResponse {}) };
-        let oci = crate::container::spec::resources(&res, self.oom_score_adj_min());
+        let mut res_in = res.clone();
+        res_in.oom_score_adj = res_in.oom_score_adj.max(self.oom_score_adj_min() as i64);
+        let oci = crate::container::spec::resources::try_resources(&res_in).map_err(|e| Status::new(e.code(), format!("UpdateContainerResources: {e}")))?;
         let json = serde_json::to_vec(&oci).map_err(|e| Status::internal(e.to_string()))?;
         self.runtime_for(&c.record.handler)?.update(&id, json).await.map_err(|e| Status::internal(format!("UpdateContainerResources: {e}")))?;
         if let Some(l) = c.config.linux.as_mut() {
