@@ -1,4 +1,4 @@
-//! The daemon as kubelet sees it: Version, Status, Unimplemented RPCs, the socket lifecycle.
+//! The daemon as kubelet sees it: Version, Status, the RPCs still Unimplemented, the socket lifecycle.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
@@ -12,7 +12,10 @@ async fn version_status_and_unimplemented() {
     // A default handler whose binary does not exist: RuntimeReady must be false.
     std::fs::write(
         env.p("conf.d/10.conf"),
-        "[runtime]\ndefault_handler = \"ghost\"\n[runtime.handlers.ghost]\npath = \"/nonexistent/ghost-runtime\"\n",
+        format!(
+            "[runtime]\ndefault_handler = \"ghost\"\n[runtime.handlers.ghost]\npath = \"/nonexistent/ghost-runtime\"\n[network]\ncni_conf_dir = \"{}\"\n",
+            env.p("no-cni").display()
+        ),
     )
     .unwrap();
     let d = env.start();
@@ -35,11 +38,13 @@ async fn version_status_and_unimplemented() {
     assert_eq!(cfg["image"]["root"], env.image_root().display().to_string());
     assert!(s.runtime_handlers.iter().any(|h| h.name == "ghost"));
 
-    let e = rt.list_containers(cri::ListContainersRequest::default()).await.unwrap_err();
+    // Without a CNI config, NetworkReady says why.
+    assert!(nr.message.contains("no network config"), "{nr:?}");
+    let e = rt.container_stats(cri::ContainerStatsRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
     assert!(e.message().contains("not implemented yet"), "{}", e.message());
     let e = rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use berth_cri::network::{Cni, NetworkError, PodNetwork, PortMapping};
 use berth_tests::registry::TempDir;
 
-/// iptables snapshots only mean something when one network test runs at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// iptables and link snapshots only mean something when one test that changes the host's
+/// network runs at a time (these, and every test with a `crate::node::Node`).
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 static N: AtomicU32 = AtomicU32::new(0);
 
 const PLUGINS: &str = "/usr/lib/cni";
@@ -38,7 +39,7 @@ fn must(cmd: &str) -> String {
     out
 }
 
-fn iptables_rules() -> Vec<String> {
+pub(crate) fn iptables_rules() -> Vec<String> {
     let mut v = Vec::new();
     for bin in ["iptables", "ip6tables"] {
         for t in ["filter", "nat", "mangle", "raw"] {
@@ -47,6 +48,20 @@ fn iptables_rules() -> Vec<String> {
         }
     }
     v
+}
+
+/// Delete the iptables rules and chains that were not in `before` (rules first, as -D,
+/// then the chains).
+pub(crate) fn remove_added_rules(before: &[String]) {
+    let now = iptables_rules();
+    let added: Vec<&String> = now.iter().filter(|r| !before.contains(r)).collect();
+    for r in added.iter().filter(|r| r.contains(" -A ")) {
+        let _ = sh(&format!("{} 2>/dev/null", r.replacen(" -A ", " -w -D ", 1)));
+    }
+    for r in added.iter().filter(|r| r.contains(" -N ")) {
+        let flush = r.replacen(" -N ", " -w -F ", 1);
+        let _ = sh(&format!("{flush} 2>/dev/null; {} 2>/dev/null", r.replacen(" -N ", " -w -X ", 1)));
+    }
 }
 
 fn links() -> Vec<String> {
@@ -189,15 +204,7 @@ impl Drop for Fx {
         // portmap never deletes its top-level CNI-HOSTPORT-* chains (nor the jumps to them)
         // once created; they are only ours to remove when they were not there before. Rules
         // first (as -D), then the chains we added.
-        let now = iptables_rules();
-        let added: Vec<&String> = now.iter().filter(|r| !self.rules.contains(r)).collect();
-        for r in added.iter().filter(|r| r.contains(" -A ")) {
-            let _ = sh(&format!("{} 2>/dev/null", r.replacen(" -A ", " -w -D ", 1)));
-        }
-        for r in added.iter().filter(|r| r.contains(" -N ")) {
-            let flush = r.replacen(" -N ", " -w -F ", 1);
-            let _ = sh(&format!("{flush} 2>/dev/null; {} 2>/dev/null", r.replacen(" -N ", " -w -X ", 1)));
-        }
+        remove_added_rules(&self.rules);
         let mut left = Vec::new();
         let now = iptables_rules();
         left.extend(now.iter().filter(|r| !self.rules.contains(r)).map(|r| format!("iptables rule added: {r}")));

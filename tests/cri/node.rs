@@ -17,13 +17,14 @@ pub const IMAGE: &str = "localhost/berth-test/busybox:latest";
 static N: AtomicU32 = AtomicU32::new(0);
 
 pub struct Node {
+    /// Host network changes (bridges, veths, iptables) of one test at a time.
+    _net: std::sync::MutexGuard<'static, ()>,
+    rules_before: Vec<String>,
     pub env: Env,
     pub daemon: Daemon,
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
     pub bridge: String,
-    pub subnet: String,
-    pub net_name: String,
 }
 
 fn runtime() -> String {
@@ -32,12 +33,19 @@ fn runtime() -> String {
 
 impl Node {
     pub async fn start(test: &str) -> Node {
+        let net = crate::network::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let rules_before = crate::network::iptables_rules();
         let env = Env::new("unqualified-search-registries = []\n");
         let n = N.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let tag = (pid as u32).wrapping_mul(31).wrapping_add(n) % 200;
         let bridge = format!("btbr{}x{}", pid % 100000, n);
         let subnet = format!("10.{}.{}.0/24", 100 + (tag % 100), (pid / 7 + n * 13) % 250);
+        let gateway = subnet.replace(".0/24", ".1");
+        for args in [vec!["link", "add", bridge.as_str(), "type", "bridge"], vec!["addr", "add", &format!("{gateway}/24"), "dev", bridge.as_str()], vec!["link", "set", bridge.as_str(), "up"]] {
+            let st = std::process::Command::new("ip").args(&args).status().expect("ip");
+            assert!(st.success(), "ip {args:?}");
+        }
         let net_name = format!("bt-{pid}-{n}-{}", test.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>());
         std::fs::create_dir_all(env.p("cni")).unwrap();
         std::fs::create_dir_all(env.p("ipam")).unwrap();
@@ -45,8 +53,11 @@ impl Node {
             "cniVersion": "1.0.0",
             "name": net_name,
             "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
-                 "ipam": {"type": "host-local", "dataDir": env.p("ipam"), "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+                // isGateway would switch on the host's global ip_forward; the test bridge gets
+                // the gateway address itself instead (below), which is all pods on one bridge
+                // and a host port need.
+                {"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false, "hairpinMode": true,
+                 "ipam": {"type": "host-local", "dataDir": env.p("ipam"), "ranges": [[{"subnet": subnet, "gateway": gateway}]]}},
                 {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
@@ -68,7 +79,7 @@ impl Node {
         assert!(o.status.success(), "image import: {}", crate::common::stderr(&o));
         let daemon = env.start();
         let (rt, img) = clients(&daemon).await;
-        Node { env, daemon, rt, img, bridge, subnet, net_name }
+        Node { _net: net, rules_before, env, daemon, rt, img, bridge }
     }
 
     /// kill -9 the daemon (its containers and monitors keep running).
@@ -207,6 +218,12 @@ impl Node {
         for (pid, cmd) in berth_tests::proc::reap_processes_mentioning(&format!("{dir}/"), Duration::from_secs(5)) {
             left.push(format!("process {pid} left (killed): {cmd}"));
         }
+        // portmap never removes its top-level chains; the rest must be gone already.
+        let now = crate::network::iptables_rules();
+        let pods_left: Vec<_> = now.iter().filter(|r| !self.rules_before.contains(r) && !r.contains("CNI-HOSTPORT-") && !r.contains("-N CNI-")).cloned().collect();
+        left.extend(pods_left.into_iter().map(|r| format!("iptables rule left: {r}")));
+        crate::network::remove_added_rules(&self.rules_before);
+        // The bridge is the test's (the plugin never deletes one).
         if std::path::Path::new(&format!("/sys/class/net/{}", self.bridge)).exists() {
             let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
         }

@@ -83,11 +83,8 @@ async fn pods_on_a_bridge_reach_each_other_and_a_host_port() {
     let a = n.run_pod(&a_cfg).await;
     let b_cfg = n.pod_config("pod-b", false);
     let b = n.run_pod(&b_cfg).await;
-    let ip = |n: &mut Node, id: String| async move {
-        n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id, verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip
-    };
-    let a_ip = ip(&mut n, a.clone()).await;
-    let b_ip = ip(&mut n, b.clone()).await;
+    let a_ip = pod_ip(&mut n, &a).await;
+    let b_ip = pod_ip(&mut n, &b).await;
     assert!(!a_ip.is_empty() && !b_ip.is_empty() && a_ip != b_ip, "{a_ip} {b_ip}");
     // A server in pod a (answers every connection), a client in pod b.
     let srv = n.run(&a, &a_cfg, Node::container_config("srv", &["sh", "-c", "cat /etc/resolv.conf; while :; do echo pong | nc -l -p 8080; done"])).await;
@@ -126,13 +123,17 @@ async fn pods_on_a_bridge_reach_each_other_and_a_host_port() {
     assert!(st.conditions.iter().any(|c| c.r#type == "NetworkReady" && c.status), "{st:?}");
 }
 
+async fn pod_ip(n: &mut Node, id: &str) -> String {
+    n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_daemon_loses_nothing() {
     let mut n = Node::start("recover").await;
     let pcfg = n.pod_config("rec", false);
     let pod = n.run_pod(&pcfg).await;
     let created = n.create(&pod, &pcfg, Node::container_config("later", &["sh", "-c", "echo started-after-restart"])).await;
-    let running = n.run(&pod, &pcfg, Node::container_config("long", &["sh", "-c", "echo up; read x; exit 7"])).await;
+    let running = n.run(&pod, &pcfg, Node::container_config("long", &["sh", "-c", "echo up; exec sleep 600"])).await;
     let done = n.run(&pod, &pcfg, Node::container_config("done", &["sh", "-c", "exit 5"])).await;
     let s = n.wait_exited(&done, T).await;
     assert_eq!(s.exit_code, 5);
@@ -159,8 +160,10 @@ async fn kill_9_of_the_daemon_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_the_right_codes_and_leaves_nothing() {
+    fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+        r.map(|_| ()).unwrap_err().code()
+    }
     let mut n = Node::start("badinput").await;
-    let code = |r: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>| r.map(|_| ()).unwrap_err().code();
     assert_eq!(code(n.rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await), tonic::Code::InvalidArgument);
     let mut bad = n.pod_config("bad", true);
     bad.metadata.as_mut().unwrap().name = "../../etc".into();

@@ -16,9 +16,12 @@ impl CriServer {
             return Err(Status::failed_precondition(format!("StartContainer: container {id} is not in the created state ({:?})", c.record.state)));
         }
         let rt = self.runtime_for(&c.record.handler)?;
+        // Taken before: a short-lived container may be done (exit file written) before the
+        // runtime's `start` returns, and must not finish before it started.
+        let started = crate::sandbox::now_ns();
         rt.start(&id).await.map_err(|e| Status::internal(format!("StartContainer: {e}")))?;
         c.record.state = ContainerState::Running;
-        c.record.started_at = crate::sandbox::now_ns();
+        c.record.started_at = started;
         self.registry.put_container(c).map_err(|e| Status::internal(format!("StartContainer: persist: {e}")))?;
         Ok(cri::StartContainerResponse {})
     }
