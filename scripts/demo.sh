@@ -59,8 +59,6 @@ spec:
     image: localhost/demo/busybox:latest
     command: ["sh", "-c"]
     args: ["for i in 1 2 3; do echo \"Hello from a berth pod: hostname=$(hostname) uid=$(id -u) line $i\"; done"]
-    resources:
-      limits: {memory: 64Mi}
 YAML
 echo "== berth-cri play hello.yaml --rm"
 berth-cri "${flags[@]}" play --rm --log-root "$work/logs" "$work/hello.yaml"
