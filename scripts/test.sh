@@ -18,6 +18,9 @@ BERTH_RUNTIME=runc cargo test --release --workspace --test runtime --test monito
 echo "== monitor suite with Debian's conmon swapped in (berth-mon's tests check conmon's behaviour)"
 BERTH_MONITOR=conmon cargo test --release --workspace --test monitor --no-fail-fast
 
+echo "== critest 1.36 against berth-cri (the shared kit, offline)"
+scripts/critest.sh
+
 if [ -x tests/vm/selftest ]; then
   echo "== VM test bed self-test"
   tests/vm/selftest

@@ -8,6 +8,7 @@
 //! CRI-O's pinns does); containers join them by path.
 
 pub mod files;
+pub mod infra;
 pub mod namespaces;
 pub mod sysctl;
 
@@ -43,6 +44,13 @@ pub struct SandboxRecord {
     pub ipc_ns: Option<PathBuf>,
     pub uts_ns: Option<PathBuf>,
     pub shm: Option<PathBuf>,
+    /// A pod-wide PID namespace: its init (berth-pause), with its start time, and the pin.
+    #[serde(default)]
+    pub infra_pid: i32,
+    #[serde(default)]
+    pub infra_start: u64,
+    #[serde(default)]
+    pub pid_ns: Option<PathBuf>,
     pub ips: Vec<String>,
     /// CNI ADD ran and DEL has not yet.
     pub network_attached: bool,

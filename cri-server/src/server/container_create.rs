@@ -140,7 +140,7 @@ impl CriServer {
             netns: sb.record.netns.clone(),
             ipc_ns: sb.record.ipc_ns.clone(),
             uts_ns: sb.record.uts_ns.clone(),
-            pid_ns: None,
+            pid_ns: sb.record.pid_ns.clone(),
             resolv_conf: sdir.join("resolv.conf"),
             hosts: sdir.join("hosts"),
             hostname: sdir.join("hostname"),

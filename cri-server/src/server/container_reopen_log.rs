@@ -23,6 +23,15 @@ impl CriServer {
             .open(&ctl)
             .map_err(|e| Status::failed_precondition(format!("ReopenContainerLog: the container's monitor is not reachable: {e}")))?;
         f.write_all(b"2 0 0\n").map_err(|e| Status::internal(format!("ReopenContainerLog: {e}")))?;
+        // Synchronous, as kubelet expects: the call returns once the monitor has the file
+        // open again (it recreates the path when it was renamed away).
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !c.record.log_path.exists() {
+            if std::time::Instant::now() > end {
+                return Err(Status::deadline_exceeded("ReopenContainerLog: the monitor did not reopen the log within 5s"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         Ok(cri::ReopenContainerLogResponse {})
     }
 }

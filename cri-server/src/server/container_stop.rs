@@ -13,7 +13,10 @@ impl CriServer {
         if r.container_id.is_empty() {
             return Err(Status::invalid_argument("StopContainer: container_id is required"));
         }
-        let id = self.registry.resolve(Kind::Container, &r.container_id).ok_or_else(|| Status::not_found(format!("container {:?} not found", r.container_id)))?;
+        // Idempotent: an unknown container is already stopped (kubelet retries).
+        let Some(id) = self.registry.resolve(Kind::Container, &r.container_id) else {
+            return Ok(cri::StopContainerResponse {});
+        };
         self.stop_container(&id, r.timeout).await?;
         Ok(cri::StopContainerResponse {})
     }

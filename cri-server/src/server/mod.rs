@@ -186,6 +186,13 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
     async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
         self.do_reopen_container_log(r.into_inner()).await.map(Response::new)
     }
+    async fn runtime_config(&self, _r: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
+        // Containers go below the pod's cgroup parent as cgroupfs paths (a `.slice` parent is
+        // the systemd driver's form and is passed on as such).
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: cri::CgroupDriver::Cgroupfs as i32 }),
+        }))
+    }
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
         self.do_exec_sync(r.into_inner()).await.map(Response::new)
     }
@@ -202,6 +209,5 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
-        runtime_config(RuntimeConfigRequest) -> RuntimeConfigResponse;
     }
 }

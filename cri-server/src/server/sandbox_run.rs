@@ -89,15 +89,12 @@ impl CriServer {
         let host_network = ns_mode(ns.network) == cri::NamespaceMode::Node;
         let host_ipc = ns_mode(ns.ipc) == cri::NamespaceMode::Node;
         let host_pid = ns_mode(ns.pid) == cri::NamespaceMode::Node;
-        if ns_mode(ns.pid) == cri::NamespaceMode::Pod {
-            // A pod-wide PID namespace needs a process to be its PID 1 (an infra process);
-            // berth-cri runs pods without one so far.
-            return Err(Status::unimplemented("RunPodSandbox: a pod-wide PID namespace (shareProcessNamespace) is not supported yet"));
-        }
+        let shared_pid = ns_mode(ns.pid) == cri::NamespaceMode::Pod;
         if let Some(d) = &cfg.dns_config {
             files::check_dns(d).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
         }
-        let hostname = if cfg.hostname.is_empty() { meta.name.clone() } else { cfg.hostname.clone() };
+        // No hostname asked for: the node's, as containerd and CRI-O do.
+        let hostname = if cfg.hostname.is_empty() { nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()) } else { cfg.hostname.clone() };
         if !host_network && !valid_hostname(&hostname) {
             return Err(Status::invalid_argument(format!("RunPodSandbox: invalid hostname {hostname:?}")));
         }
@@ -133,6 +130,9 @@ impl CriServer {
                 ipc_ns: None,
                 uts_ns: None,
                 shm: None,
+                infra_pid: 0,
+                infra_start: 0,
+                pid_ns: None,
                 ips: vec![],
                 network_attached: false,
                 hostname,
@@ -143,7 +143,7 @@ impl CriServer {
             self.registry.release(&format!("pod:{}", sb.record.name_key), &id);
             return Err(Status::internal(format!("RunPodSandbox: persist the sandbox: {e}")));
         }
-        match self.setup_sandbox(&mut sb, sysctls).await {
+        match self.setup_sandbox(&mut sb, sysctls, shared_pid).await {
             Ok(()) => {
                 sb.record.state = SandboxState::Ready;
                 if let Err(e) = self.registry.put_sandbox(sb.clone()) {
@@ -164,7 +164,7 @@ impl CriServer {
 
     /// Build the pod's pieces, recording each in the sandbox (and on disk) as it is made, so
     /// that teardown — now or after a crash — finds it.
-    async fn setup_sandbox(&self, sb: &mut Sandbox, sysctls: Vec<(String, String, namespaces::Kind)>) -> Result<(), Status> {
+    async fn setup_sandbox(&self, sb: &mut Sandbox, sysctls: Vec<(String, String, namespaces::Kind)>, shared_pid: bool) -> Result<(), Status> {
         let dir = sandbox::dir(&self.registry.root, &sb.record.id);
         let nsdir = dir.join("ns");
         let internal = |what: &str, e: std::io::Error| Status::internal(format!("RunPodSandbox: {what}: {e}"));
@@ -183,6 +183,15 @@ impl CriServer {
             self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
             let d = dir.clone();
             sb.record.shm = Some(blocking_io(move || files::mount_shm(&d)).await.map_err(|e| internal("/dev/shm", e))?);
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+        }
+        if shared_pid {
+            let d = nsdir.clone();
+            // Recorded before the pin exists would be wrong; the pid is recorded right after.
+            let (pid, start, pin) = blocking_io(move || crate::sandbox::infra::start(&d)).await.map_err(|e| internal("the pod's PID namespace", e))?;
+            sb.record.infra_pid = pid;
+            sb.record.infra_start = start;
+            sb.record.pid_ns = Some(pin);
             self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
         }
         for (k, v, kind) in sysctls {
@@ -218,7 +227,8 @@ impl CriServer {
                 }
             }
         }
-        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns].into_iter().flatten().cloned().collect();
+        crate::sandbox::infra::stop(sb.record.infra_pid, sb.record.infra_start);
+        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns, &sb.record.pid_ns].into_iter().flatten().cloned().collect();
         let shm = sb.record.shm.clone();
         let id = sb.record.id.clone();
         let _ = tokio::task::spawn_blocking(move || {

@@ -71,12 +71,32 @@ fn to_oci(set: &BTreeSet<String>) -> Capabilities {
     set.iter().filter_map(|c| Capability::from_str(c).ok()).collect()
 }
 
-pub fn capabilities(sc: &LinuxContainerSecurityContext) -> Result<Caps, SpecError> {
-    capabilities_with(sc, cap_last_cap())
+/// The daemon's own bounding set (`CapBnd` of /proc/self/status): a container cannot be given
+/// more than the process that starts it has (here, CAP_SYS_RESOURCE is missing everywhere),
+/// so "ALL" and privileged mean these — containerd's "all current capabilities".
+fn own_bounding() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
+        .unwrap_or(u64::MAX)
 }
 
+pub fn capabilities(sc: &LinuxContainerSecurityContext) -> Result<Caps, SpecError> {
+    capabilities_with_mask(sc, cap_last_cap(), own_bounding())
+}
+
+#[cfg(test)]
 pub(crate) fn capabilities_with(sc: &LinuxContainerSecurityContext, last_cap: usize) -> Result<Caps, SpecError> {
-    let all: BTreeSet<String> = ALL_CAPS[..=last_cap.min(ALL_CAPS.len() - 1)].iter().map(|s| s.to_string()).collect();
+    capabilities_with_mask(sc, last_cap, u64::MAX)
+}
+
+pub(crate) fn capabilities_with_mask(sc: &LinuxContainerSecurityContext, last_cap: usize, bounding: u64) -> Result<Caps, SpecError> {
+    let all: BTreeSet<String> = ALL_CAPS[..=last_cap.min(ALL_CAPS.len() - 1)]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i >= 64 || bounding & (1u64 << i) != 0)
+        .map(|(_, s)| s.to_string())
+        .collect();
     let req = sc.capabilities.clone().unwrap_or_default();
     let is_all = |s: &String| s.trim().eq_ignore_ascii_case("ALL");
     // Validate every name, also when privileged ignores them.

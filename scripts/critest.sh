@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# critest 1.36 (../shared/critest) against berth-cri, offline: the kit's images in a local
+# registry on 127.0.0.1:5000, a berth-cri of its own (temp state, image root and socket,
+# berth + berth-mon of this build, a test bridge and portmap for pod networking), then the
+# whole validation suite but the specs listed in SKIP, with the reason for each.
+# Everything started here is stopped by pid at the end; the bridge and the iptables rules
+# added are removed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+kit=${BERTH_CRITEST_KIT:-$PWD/../shared/critest}
+[ -x "$kit/bin/critest" ] || { echo "critest kit not found at $kit" >&2; exit 1; }
+bin=$PWD/target/release
+work=$(mktemp -d /tmp/bt-critest.XXXXXX)
+bridge=btcrit$$
+bridge=${bridge:0:15}
+daemon= registry=
+iptables-save > "$work/iptables.before" 2>/dev/null
+cleanup() {
+  [ -n "$daemon" ] && { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }
+  [ -n "$registry" ] && kill -TERM "$registry" 2>/dev/null
+  # Pods critest left (it removes its own; this is the safety net): their monitors carry our path.
+  for p in $(grep -l "$work/" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do kill -KILL "$p" 2>/dev/null; done
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  ip link del "$bridge" 2>/dev/null
+  # iptables rules portmap added (its top-level CNI-HOSTPORT-* chains stay otherwise).
+  iptables-save 2>/dev/null | grep -E '^-A ' | while read -r r; do
+    grep -qxF -- "$r" "$work/iptables.before" || iptables -w -t nat ${r/#-A/-D} 2>/dev/null
+  done
+  for c in $(iptables-save -t nat 2>/dev/null | sed -n 's/^:\(CNI-[^ ]*\).*/\1/p'); do
+    grep -q "^:$c " "$work/iptables.before" || { iptables -w -t nat -F "$c"; iptables -w -t nat -X "$c"; } 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$kit/images/build.sh" --workdir "$work/images-work" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+registry=$(cat "$work/images-work/registry.pid" 2>/dev/null)
+
+mkdir -p "$work"/{state,images,conf.d,cni,ipam,run}
+{
+  echo 'unqualified-search-registries = ["docker.io"]'
+  for p in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io; do
+    printf '[[registry]]\nprefix = "%s"\nlocation = "127.0.0.1:5000"\ninsecure = true\n' "$p"
+  done
+  printf '[[registry]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n'
+} > "$work/registries.conf"
+# The bridge carries the gateway address itself (isGateway would turn on the host's ip_forward).
+ip link add "$bridge" type bridge && ip addr add 10.253.0.1/24 dev "$bridge" && ip link set "$bridge" up || exit 1
+cat > "$work/cni/10-critest.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "bt-critest-$$", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": false, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "dataDir": "$work/ipam", "ranges": [[{"subnet": "10.253.0.0/24", "gateway": "10.253.0.1"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+cat > "$work/berth.conf" <<TOML
+[runtime]
+monitor_path = "$bin/berth-mon"
+[runtime.handlers.berth]
+path = "${BERTH_RUNTIME_PATH:-$bin/berth}"
+[network]
+cni_conf_dir = "$work/cni"
+cni_plugin_dirs = ["/usr/lib/cni"]
+TOML
+sock=$work/berth.sock
+"$bin/berth-cri" --config "$work/berth.conf" --config-dir "$work/conf.d" --socket "$sock" --state-root "$work/state" \
+  --image-root "$work/images" --registries-conf "$work/registries.conf" --registries-conf-dir "$work/conf.d" \
+  --log-level info 2> "$work/daemon.log" &
+daemon=$!
+for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+
+# Specs this build cannot pass, and why:
+#  - public image with digest: pins an upstream digest no offline build can have (kit README);
+#  - Streaming (exec/attach/port-forward): the streaming server is the next issue's work;
+#  - container stats: ContainerStats/ListContainerStats are not implemented yet;
+#  - OOMKilled: this hybrid host's cgroup2 has no memory controller (the OOM path is tested
+#    in the VM bed: tests/cgroup2/monitor.rs).
+SKIP='public image with digest|runtime should support streaming interfaces|listing container stats|listing stats for|should terminate with exitCode 137 and reason OOMKilled'
+cd "$work/run"
+"$kit/bin/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
+  --ginkgo.skip="$SKIP" --ginkgo.no-color > "$work/critest.log" 2>&1
+rc=$?
+grep -E '^(Ran [0-9]+ of|SUCCESS|FAIL!)|^\s*\[FAIL\]' "$work/critest.log"
+if [ $rc -ne 0 ]; then
+  echo "critest failed (exit $rc); daemon log tail:"; tail -30 "$work/daemon.log"
+  grep -B2 -A30 '\[FAILED\]' "$work/critest.log" | head -150
+fi
+exit $rc
