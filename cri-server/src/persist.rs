@@ -32,6 +32,24 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<T> {
     serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
 }
 
+/// An object's files: its record (`<record_file>`, JSON, rewritten on every change) and the
+/// CRI config it was created with (`config.pb`, protobuf, written once).
+pub fn save_record<R: serde::Serialize, C: prost::Message>(dir: &Path, record_file: &str, record: &R, config: &C) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let cfg = dir.join("config.pb");
+    if !cfg.exists() {
+        write_atomic(&cfg, &config.encode_to_vec())?;
+    }
+    write_json(&dir.join(record_file), record)
+}
+
+pub fn load_record<R: serde::de::DeserializeOwned, C: prost::Message + Default>(dir: &Path, record_file: &str) -> io::Result<(R, C)> {
+    let record = read_json(&dir.join(record_file))?;
+    let raw = fs::read(dir.join("config.pb"))?;
+    let config = C::decode(raw.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((record, config))
+}
+
 /// A random 64-hex-digit id (as CRI-O and containerd make them).
 pub fn new_id() -> String {
     let mut b = [0u8; 32];

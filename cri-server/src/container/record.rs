@@ -4,7 +4,6 @@
 //! is brought up to date from them whenever it is read.
 
 use k8s_cri::v1 as cri;
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -83,19 +82,11 @@ fn mtime_ns(p: &Path) -> Option<i64> {
 
 impl Container {
     pub fn save(&self, state_root: &Path) -> std::io::Result<()> {
-        let d = dir(state_root, &self.record.id);
-        std::fs::create_dir_all(&d)?;
-        let cfg = d.join("config.pb");
-        if !cfg.exists() {
-            crate::persist::write_atomic(&cfg, &self.config.encode_to_vec())?;
-        }
-        crate::persist::write_json(&d.join("container.json"), &self.record)
+        crate::persist::save_record(&dir(state_root, &self.record.id), "container.json", &self.record, &self.config)
     }
 
     pub fn load(d: &Path) -> std::io::Result<Container> {
-        let record: ContainerRecord = crate::persist::read_json(&d.join("container.json"))?;
-        let raw = std::fs::read(d.join("config.pb"))?;
-        let config = cri::ContainerConfig::decode(raw.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let (record, config) = crate::persist::load_record(d, "container.json")?;
         Ok(Container { record, config })
     }
 

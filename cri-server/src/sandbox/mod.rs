@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use k8s_cri::v1 as cri;
-use prost::Message;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxState {
@@ -70,19 +69,11 @@ pub fn dir(state_root: &Path, id: &str) -> PathBuf {
 
 impl Sandbox {
     pub fn save(&self, state_root: &Path) -> std::io::Result<()> {
-        let d = dir(state_root, &self.record.id);
-        std::fs::create_dir_all(&d)?;
-        let cfg = d.join("config.pb");
-        if !cfg.exists() {
-            crate::persist::write_atomic(&cfg, &self.config.encode_to_vec())?;
-        }
-        crate::persist::write_json(&d.join("sandbox.json"), &self.record)
+        crate::persist::save_record(&dir(state_root, &self.record.id), "sandbox.json", &self.record, &self.config)
     }
 
     pub fn load(d: &Path) -> std::io::Result<Sandbox> {
-        let record: SandboxRecord = crate::persist::read_json(&d.join("sandbox.json"))?;
-        let raw = std::fs::read(d.join("config.pb"))?;
-        let config = cri::PodSandboxConfig::decode(raw.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let (record, config) = crate::persist::load_record(d, "sandbox.json")?;
         Ok(Sandbox { record, config })
     }
 
