@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod notify;
 pub mod oom;
 pub mod parent_pipe;
+mod relay;
 pub mod runtime;
 
 /// The conmon release whose command line and protocols berth-mon speaks (podman checks the
