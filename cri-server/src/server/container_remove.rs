@@ -8,10 +8,7 @@ use tonic::Status;
 
 impl CriServer {
     pub(crate) async fn do_remove_container(&self, r: cri::RemoveContainerRequest) -> Result<cri::RemoveContainerResponse, Status> {
-        if r.container_id.is_empty() {
-            return Err(Status::invalid_argument("RemoveContainer: container_id is required"));
-        }
-        let Some(id) = self.registry.resolve(Kind::Container, &r.container_id) else {
+        let Some(id) = self.lookup(Kind::Container, &r.container_id, "RemoveContainer")? else {
             return Ok(cri::RemoveContainerResponse {});
         };
         self.remove_container(&id).await?;

@@ -27,9 +27,19 @@ impl CriServer {
     }
 
     pub(crate) fn resolve_container(&self, id: &str, rpc: &str) -> Result<String, Status> {
+        self.lookup(Kind::Container, id, rpc)?.ok_or_else(|| Status::not_found(format!("container {id:?} not found")))
+    }
+
+    /// The full id a request names (an id or a unique prefix): an empty one is
+    /// InvalidArgument, an unknown one None (what the idempotent RPCs answer with success).
+    pub(crate) fn lookup(&self, kind: Kind, id: &str, rpc: &str) -> Result<Option<String>, Status> {
         if id.is_empty() {
-            return Err(Status::invalid_argument(format!("{rpc}: container_id is required")));
+            let field = match kind {
+                Kind::Container => "container_id",
+                Kind::Sandbox => "pod_sandbox_id",
+            };
+            return Err(Status::invalid_argument(format!("{rpc}: {field} is required")));
         }
-        self.registry.resolve(Kind::Container, id).ok_or_else(|| Status::not_found(format!("container {id:?} not found")))
+        Ok(self.registry.resolve(kind, id))
     }
 }

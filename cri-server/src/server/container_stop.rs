@@ -10,11 +10,8 @@ use tonic::Status;
 
 impl CriServer {
     pub(crate) async fn do_stop_container(&self, r: cri::StopContainerRequest) -> Result<cri::StopContainerResponse, Status> {
-        if r.container_id.is_empty() {
-            return Err(Status::invalid_argument("StopContainer: container_id is required"));
-        }
         // Idempotent: an unknown container is already stopped (kubelet retries).
-        let Some(id) = self.registry.resolve(Kind::Container, &r.container_id) else {
+        let Some(id) = self.lookup(Kind::Container, &r.container_id, "StopContainer")? else {
             return Ok(cri::StopContainerResponse {});
         };
         self.stop_container(&id, r.timeout).await?;

@@ -8,10 +8,7 @@ use tonic::Status;
 
 impl CriServer {
     pub(crate) async fn do_remove_pod_sandbox(&self, r: cri::RemovePodSandboxRequest) -> Result<cri::RemovePodSandboxResponse, Status> {
-        if r.pod_sandbox_id.is_empty() {
-            return Err(Status::invalid_argument("RemovePodSandbox: pod_sandbox_id is required"));
-        }
-        let Some(id) = self.registry.resolve(Kind::Sandbox, &r.pod_sandbox_id) else {
+        let Some(id) = self.lookup(Kind::Sandbox, &r.pod_sandbox_id, "RemovePodSandbox")? else {
             return Ok(cri::RemovePodSandboxResponse {});
         };
         self.stop_sandbox(&id).await?;

@@ -29,12 +29,8 @@ pub(crate) fn status_of(s: &Sandbox) -> cri::PodSandboxStatus {
 
 impl CriServer {
     pub(crate) async fn do_pod_sandbox_status(&self, r: cri::PodSandboxStatusRequest) -> Result<cri::PodSandboxStatusResponse, Status> {
-        if r.pod_sandbox_id.is_empty() {
-            return Err(Status::invalid_argument("PodSandboxStatus: pod_sandbox_id is required"));
-        }
         let s = self
-            .registry
-            .resolve(Kind::Sandbox, &r.pod_sandbox_id)
+            .lookup(Kind::Sandbox, &r.pod_sandbox_id, "PodSandboxStatus")?
             .and_then(|id| self.registry.sandbox(&id))
             .ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", r.pod_sandbox_id)))?;
         let mut info = std::collections::HashMap::new();

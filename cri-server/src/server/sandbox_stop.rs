@@ -9,10 +9,7 @@ use tonic::Status;
 
 impl CriServer {
     pub(crate) async fn do_stop_pod_sandbox(&self, r: cri::StopPodSandboxRequest) -> Result<cri::StopPodSandboxResponse, Status> {
-        if r.pod_sandbox_id.is_empty() {
-            return Err(Status::invalid_argument("StopPodSandbox: pod_sandbox_id is required"));
-        }
-        let Some(id) = self.registry.resolve(Kind::Sandbox, &r.pod_sandbox_id) else {
+        let Some(id) = self.lookup(Kind::Sandbox, &r.pod_sandbox_id, "StopPodSandbox")? else {
             return Ok(cri::StopPodSandboxResponse {});
         };
         self.stop_sandbox(&id).await?;
