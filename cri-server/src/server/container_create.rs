@@ -35,7 +35,9 @@ fn cgroups_path(parent: &str, id: &str) -> String {
         // systemd driver: slice:prefix:name.
         format!("{parent}:berth:{id}")
     } else if parent.is_empty() {
-        format!("/berth-cri/{id}")
+        // No pod cgroup (kubelet always sends one; crictl and critest may not): the runtime's
+        // own default place, whose parent it also removes when the last container goes.
+        String::new()
     } else {
         format!("{}/berth-{id}", parent.trim_end_matches('/'))
     }
