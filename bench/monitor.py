@@ -11,7 +11,7 @@ then measure the idle monitor's memory from /proc/PID/smaps_rollup: RSS, and USS
 (Private_Clean + Private_Dirty: what this one monitor costs the node). A baseline times the
 runtime's own create + start without a monitor. Prints medians and berth-mon's ratios to conmon.
 """
-import json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 here = os.path.dirname(os.path.abspath(__file__))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("N", "30"))
@@ -20,6 +20,11 @@ MONITORS = [("berth-mon", os.environ.get("BERTH_MON", os.path.join(here, "../tar
             ("conmon", os.environ.get("CONMON", "/usr/bin/conmon"))]
 if os.getuid() != 0:
     sys.exit("needs root")
+
+# SIGTERM/SIGINT (a timeout, Ctrl-C) end the run through the `finally` below, which deletes
+# every container it made.
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: sys.exit(1))
 
 work = tempfile.mkdtemp(prefix="bt-monbench.")
 root = os.path.join(work, "root")
