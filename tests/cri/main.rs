@@ -2,6 +2,7 @@
 
 mod common;
 mod config;
+mod crash;
 mod crictl;
 mod node;
 mod pods;
@@ -9,6 +10,8 @@ mod grpc;
 mod hostile;
 mod hostile_registry;
 mod import;
+mod load;
 mod network;
 mod pull;
 mod rootfs;
+mod stats;

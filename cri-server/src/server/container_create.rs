@@ -28,7 +28,6 @@ fn log_path(dir: &str, rel: &str, fallback: &Path) -> Result<PathBuf, Status> {
 
 /// The AppArmor profile RuntimeDefault means on an AppArmor host: the one the container
 /// tools load (containers-common's `containers-default-*`), else Docker's.
-const APPARMOR_DEFAULT: &str = "unconfined";
 
 fn cgroups_path(parent: &str, id: &str) -> String {
     if parent.ends_with(".slice") {
@@ -160,7 +159,7 @@ impl CriServer {
             None
         };
         let parent = sb.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).unwrap_or_default();
-        let apparmor = spec::security::host_apparmor_enabled().then_some(APPARMOR_DEFAULT);
+        let apparmor = spec::security::host_apparmor_enabled().then_some(crate::container::apparmor::PROFILE);
         let input = SpecInput {
             container_id: &id,
             sandbox_id: &sb.record.id,
@@ -176,6 +175,13 @@ impl CriServer {
             seccomp_localhost_root: None,
         };
         let built = spec::build(&input).map_err(|e| Status::new(e.code(), format!("CreateContainer: {e}")))?;
+        if built.spec.process().as_ref().and_then(|p| p.apparmor_profile().as_deref()) == Some(crate::container::apparmor::PROFILE) {
+            let scratch = root.join("apparmor");
+            tokio::task::spawn_blocking(move || crate::container::apparmor::ensure_default(&scratch))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::failed_precondition(format!("CreateContainer: RuntimeDefault AppArmor profile: {e}")))?;
+        }
         let bundle = record::bundle(&root, &id);
         std::fs::create_dir_all(&bundle).map_err(|e| Status::internal(format!("CreateContainer: bundle: {e}")))?;
         std::fs::create_dir_all(record::persist_dir(&root, &id)).map_err(|e| Status::internal(format!("CreateContainer: {e}")))?;

@@ -33,6 +33,7 @@ impl CriServer {
         let cid = id.to_string();
         super::blocking(move || store.remove_rootfs(&cid)).await?;
         self.registry.remove_container(id).map_err(|e| Status::internal(format!("RemoveContainer: {e}")))?;
+        self.stats.forget(id);
         tracing::info!(id, "container removed");
         Ok(())
     }

@@ -7,6 +7,7 @@ mod container_list;
 mod container_remove;
 mod container_reopen_log;
 mod container_start;
+mod container_stats;
 mod container_status;
 mod container_stop;
 mod container_update;
@@ -20,6 +21,7 @@ mod recover;
 mod sandbox_list;
 mod sandbox_remove;
 mod sandbox_run;
+mod sandbox_stats;
 mod sandbox_status;
 mod sandbox_stop;
 mod status;
@@ -34,6 +36,7 @@ use crate::config::Config;
 use crate::container::runtime::Runtime;
 use crate::network::Cni;
 use crate::registry::Registry;
+use crate::stats::Stats;
 use crate::image::pull::Puller;
 use crate::image::store::Store;
 
@@ -48,6 +51,7 @@ pub struct CriServer {
     pub puller: Arc<Puller>,
     pub registry: Arc<Registry>,
     pub cni: Arc<Cni>,
+    pub stats: Arc<Stats>,
 }
 
 impl CriServer {
@@ -61,7 +65,8 @@ impl CriServer {
             let _ = std::fs::remove_dir_all(&d);
         }
         let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
-        CriServer { config, store, puller, registry: Arc::new(registry), cni }
+        let stats = Arc::new(Stats::new(store.root()));
+        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats }
     }
 
     /// The OCI runtime of a handler, with its own state root under ours.
@@ -197,14 +202,23 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_exec_sync(r.into_inner()).await.map(Response::new)
     }
 
+    async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        self.do_container_stats(r.into_inner()).await.map(Response::new)
+    }
+    async fn list_container_stats(&self, r: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        self.do_list_container_stats(r.into_inner()).await.map(Response::new)
+    }
+    async fn pod_sandbox_stats(&self, r: Request<cri::PodSandboxStatsRequest>) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        self.do_pod_sandbox_stats(r.into_inner()).await.map(Response::new)
+    }
+    async fn list_pod_sandbox_stats(&self, r: Request<cri::ListPodSandboxStatsRequest>) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        self.do_list_pod_sandbox_stats(r.into_inner()).await.map(Response::new)
+    }
+
     unimplemented_rpcs! {
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;

@@ -20,6 +20,7 @@ impl CriServer {
         if let Some(sb) = self.registry.sandbox(&id) {
             self.teardown_sandbox(&sb).await;
             self.registry.remove_sandbox(&id).map_err(|e| Status::internal(format!("RemovePodSandbox: {e}")))?;
+            self.stats.forget(&id);
             tracing::info!(id = %id, "pod sandbox removed");
         }
         Ok(cri::RemovePodSandboxResponse {})

@@ -161,7 +161,7 @@ pub fn host_apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim_start().starts_with('Y'))
 }
 
-fn apparmor_loaded(name: &str) -> bool {
+pub(crate) fn apparmor_loaded(name: &str) -> bool {
     std::fs::read_to_string("/sys/kernel/security/apparmor/profiles")
         .is_ok_and(|s| s.lines().any(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(" ("))))
 }
