@@ -75,6 +75,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let config = Arc::new(cfg);
     let srv = CriServer::new(config.clone(), store);
     srv.recover().await;
+    let _exits = srv.watch_exits().map_err(io_at(&srv.registry.root))?;
     tracing::info!(socket = %sock.display(), image_root = %config.image.root.display(), "berth-cri serving CRI v1");
 
     let mut term = signal(SignalKind::terminate()).map_err(io_at(&sock))?;

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod events;
 pub mod image;
 pub mod network;
 pub mod persist;

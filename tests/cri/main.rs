@@ -3,6 +3,7 @@
 mod common;
 mod config;
 mod crash;
+mod events;
 mod crictl;
 mod node;
 mod pods;

@@ -30,6 +30,7 @@ pub struct DaemonSection {
 pub struct RuntimeSection {
     pub default_handler: Option<String>,
     pub monitor_path: Option<PathBuf>,
+    pub cgroup_manager: Option<String>,
     pub handlers: Option<BTreeMap<String, HandlerSection>>,
 }
 
@@ -142,6 +143,11 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
         if let Some(h) = &r.default_handler {
             if h.is_empty() {
                 return Err(bad(path, "runtime.default_handler", "must not be empty".into()));
+            }
+        }
+        if let Some(m) = &r.cgroup_manager {
+            if m != "cgroupfs" && m != "systemd" {
+                return Err(bad(path, "runtime.cgroup_manager", format!("invalid value {m:?}, expected cgroupfs or systemd")));
             }
         }
         for (name, h) in r.handlers.iter().flatten() {

@@ -57,6 +57,9 @@ pub struct DaemonConfig {
 pub struct RuntimeConfig {
     pub default_handler: String,
     pub monitor_path: PathBuf,
+    /// `cgroupfs` or `systemd`: how the handlers' runtimes place containers (`--systemd-cgroup`
+    /// for systemd) and what RuntimeConfig tells kubelet.
+    pub cgroup_manager: String,
     pub handlers: BTreeMap<String, Handler>,
 }
 
@@ -128,6 +131,7 @@ impl Default for Config {
                 default_handler: "berth".into(),
                 monitor_path: find_in_path("berth-mon")
                     .unwrap_or_else(|| "/usr/local/bin/berth-mon".into()),
+                cgroup_manager: "cgroupfs".into(),
                 handlers,
             },
             image: ImageConfig {
@@ -219,6 +223,7 @@ impl Config {
         if let Some(r) = f.runtime {
             set(&mut self.runtime.default_handler, r.default_handler);
             set(&mut self.runtime.monitor_path, r.monitor_path);
+            set(&mut self.runtime.cgroup_manager, r.cgroup_manager);
             for (name, h) in r.handlers.unwrap_or_default() {
                 self.runtime.handlers.insert(name, Handler { path: h.path });
             }

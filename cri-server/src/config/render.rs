@@ -40,6 +40,7 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "# Path of the container monitor (berth-mon). Default: berth-mon from PATH,");
     let _ = writeln!(o, "# else \"/usr/local/bin/berth-mon\".");
     let _ = writeln!(o, "monitor_path = {}", p(&c.runtime.monitor_path));
+    let _ = writeln!(o, "cgroup_manager = {:?}", c.runtime.cgroup_manager);
     let _ = writeln!(o, "# Runtime handlers: name -> OCI runtime binary. \"berth\" is always defined");
     let _ = writeln!(o, "# (default: berth from PATH, else /usr/local/bin/berth); \"runc\" and \"crun\" are");
     let _ = writeln!(o, "# added automatically when found in PATH and not configured.");

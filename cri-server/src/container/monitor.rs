@@ -24,7 +24,8 @@ pub enum MonitorError {
 pub struct Launch {
     pub monitor: PathBuf,
     pub runtime: PathBuf,
-    pub runtime_root: PathBuf,
+    /// The runtime's global flags (`--root`, `--systemd-cgroup`).
+    pub runtime_args: Vec<std::ffi::OsString>,
     pub id: String,
     pub bundle: PathBuf,
     pub pidfile: PathBuf,
@@ -113,8 +114,10 @@ pub fn create(l: &Launch, monitor_path: &std::path::Path) -> Result<i32, Monitor
         .arg("--persist-dir").arg(&l.persist_dir)
         .arg("--socket-dir-path").arg(&l.socket_dir)
         .arg("-l").arg(format!("k8s-file:{}", l.log_path.display()))
-        .arg("--runtime-arg").arg("--root").arg("--runtime-arg").arg(&l.runtime_root)
         .args(["--log-level", "info", "--syslog"]);
+    for a in &l.runtime_args {
+        c.arg("--runtime-arg").arg(a);
+    }
     if l.tty {
         c.arg("-t");
     }

@@ -19,16 +19,28 @@ pub enum RuntimeError {
 pub struct Runtime {
     pub path: PathBuf,
     pub root: PathBuf,
+    /// `--systemd-cgroup` (runc's global flag) on every call: the node's cgroup manager is
+    /// systemd.
+    pub systemd_cgroup: bool,
 }
 
 impl Runtime {
-    pub fn new(path: &Path, root: PathBuf) -> Runtime {
-        Runtime { path: path.to_path_buf(), root }
+    pub fn new(path: &Path, root: PathBuf, systemd_cgroup: bool) -> Runtime {
+        Runtime { path: path.to_path_buf(), root, systemd_cgroup }
+    }
+
+    /// The global flags before every verb.
+    pub fn global_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a = vec!["--root".into(), self.root.clone().into_os_string()];
+        if self.systemd_cgroup {
+            a.push("--systemd-cgroup".into());
+        }
+        a
     }
 
     pub async fn run(&self, args: &[&str], stdin: Option<Vec<u8>>, timeout: Duration) -> Result<String, RuntimeError> {
         let mut c = Command::new(&self.path);
-        c.arg("--root").arg(&self.root).args(args).kill_on_drop(true);
+        c.args(self.global_args()).args(args).kill_on_drop(true);
         c.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
         c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let verb = args.first().copied().unwrap_or("").to_string();

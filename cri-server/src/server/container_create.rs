@@ -26,9 +26,6 @@ fn log_path(dir: &str, rel: &str, fallback: &Path) -> Result<PathBuf, Status> {
     Ok(Path::new(dir).join(p))
 }
 
-/// The AppArmor profile RuntimeDefault means on an AppArmor host: the one the container
-/// tools load (containers-common's `containers-default-*`), else Docker's.
-
 fn cgroups_path(parent: &str, id: &str) -> String {
     if parent.ends_with(".slice") {
         // systemd driver: slice:prefix:name.
@@ -114,6 +111,7 @@ impl CriServer {
         match self.build_container(&mut c, &sb, &rec.id).await {
             Ok(()) => {
                 tracing::info!(id = %id, name = %meta.name, pod = %sid, "container created");
+                self.emit(&id, &sid, cri::ContainerEventType::ContainerCreatedEvent);
                 Ok(cri::CreateContainerResponse { container_id: id })
             }
             Err(e) => {
@@ -202,7 +200,7 @@ impl CriServer {
         let launch = crate::container::monitor::Launch {
             monitor: self.config.runtime.monitor_path.clone(),
             runtime: rt.path.clone(),
-            runtime_root: rt.root.clone(),
+            runtime_args: rt.global_args(),
             id: id.clone(),
             bundle: bundle.clone(),
             pidfile: cdir.join("pid"),

@@ -20,7 +20,13 @@ impl CriServer {
         let lock = self.registry.lock(id);
         let _g = lock.lock().await;
         let Some(c) = self.registry.container(id) else { return Ok(()) };
+        let started = c.record.started_at > 0;
         self.destroy_container(&c.record.id, &c.record.handler).await?;
+        // A stop the exit watcher has not reported yet comes before the delete.
+        if started {
+            self.emit_stopped(id, &c.record.sandbox_id);
+        }
+        self.emit(id, &c.record.sandbox_id, k8s_cri::v1::ContainerEventType::ContainerDeletedEvent);
         Ok(())
     }
 

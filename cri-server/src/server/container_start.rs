@@ -22,7 +22,9 @@ impl CriServer {
         rt.start(&id).await.map_err(|e| Status::internal(format!("StartContainer: {e}")))?;
         c.record.state = ContainerState::Running;
         c.record.started_at = started;
+        let sandbox_id = c.record.sandbox_id.clone();
         self.registry.put_container(c).map_err(|e| Status::internal(format!("StartContainer: persist: {e}")))?;
+        self.emit(&id, &sandbox_id, cri::ContainerEventType::ContainerStartedEvent);
         Ok(cri::StartContainerResponse {})
     }
 

@@ -11,6 +11,7 @@ mod container_stats;
 mod container_status;
 mod container_stop;
 mod container_update;
+mod events;
 mod exec_sync;
 mod image_fs_info;
 mod image_list;
@@ -33,6 +34,7 @@ use k8s_cri::v1 as cri;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::events::Events;
 use crate::container::runtime::Runtime;
 use crate::network::Cni;
 use crate::registry::Registry;
@@ -52,6 +54,7 @@ pub struct CriServer {
     pub registry: Arc<Registry>,
     pub cni: Arc<Cni>,
     pub stats: Arc<Stats>,
+    pub events: Arc<Events>,
 }
 
 impl CriServer {
@@ -66,7 +69,7 @@ impl CriServer {
         }
         let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
         let stats = Arc::new(Stats::new(store.root()));
-        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats }
+        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats, events: Arc::new(Events::default()) }
     }
 
     /// The OCI runtime of a handler, with its own state root under ours.
@@ -77,7 +80,12 @@ impl CriServer {
             .handlers
             .get(handler)
             .ok_or_else(|| Status::failed_precondition(format!("runtime handler {handler:?} is not configured")))?;
-        Ok(Runtime::new(&h.path, self.registry.root.join("runtime").join(handler)))
+        Ok(Runtime::new(&h.path, self.registry.root.join("runtime").join(handler), self.systemd_cgroup()))
+    }
+
+    /// Whether the node's cgroup manager is systemd (`runtime.cgroup_manager`).
+    pub(crate) fn systemd_cgroup(&self) -> bool {
+        self.config.runtime.cgroup_manager == "systemd"
     }
 
     /// Normalised names a reference may be stored under.
@@ -149,7 +157,9 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         &self,
         _r: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented::not_yet("get_container_events"))
+        use tokio_stream::StreamExt;
+        let rx = self.do_get_container_events().await?;
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok))))
     }
 
     async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
@@ -192,11 +202,9 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_reopen_container_log(r.into_inner()).await.map(Response::new)
     }
     async fn runtime_config(&self, _r: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
-        // Containers go below the pod's cgroup parent as cgroupfs paths (a `.slice` parent is
-        // the systemd driver's form and is passed on as such).
-        Ok(Response::new(cri::RuntimeConfigResponse {
-            linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: cri::CgroupDriver::Cgroupfs as i32 }),
-        }))
+        // kubelet (1.28+, KubeletCgroupDriverFromCRI) takes its cgroup driver from here.
+        let driver = if self.systemd_cgroup() { cri::CgroupDriver::Systemd } else { cri::CgroupDriver::Cgroupfs };
+        Ok(Response::new(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) }))
     }
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
         self.do_exec_sync(r.into_inner()).await.map(Response::new)

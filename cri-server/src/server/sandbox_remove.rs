@@ -21,6 +21,8 @@ impl CriServer {
             self.teardown_sandbox(&sb).await;
             self.registry.remove_sandbox(&id).map_err(|e| Status::internal(format!("RemovePodSandbox: {e}")))?;
             self.stats.forget(&id);
+            self.emit_stopped(&id, &id);
+            self.emit(&id, &id, cri::ContainerEventType::ContainerDeletedEvent);
             tracing::info!(id = %id, "pod sandbox removed");
         }
         Ok(cri::RemovePodSandboxResponse {})

@@ -105,6 +105,9 @@ impl CriServer {
                 sysctls.push((k.clone(), v.clone(), kind));
             }
         }
+        if let Some(parent) = cfg.linux.as_ref().map(|l| l.cgroup_parent.as_str()).filter(|p| !p.is_empty()) {
+            check_cgroup_parent(parent, self.systemd_cgroup()).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
+        }
         if !cfg.log_directory.is_empty() && !std::path::Path::new(&cfg.log_directory).is_absolute() {
             return Err(Status::invalid_argument("RunPodSandbox: log_directory must be an absolute path"));
         }
@@ -152,6 +155,8 @@ impl CriServer {
                     return Err(Status::internal(format!("RunPodSandbox: persist the sandbox: {e}")));
                 }
                 tracing::info!(id = %id, pod = %meta.name, namespace = %meta.namespace, ips = ?sb.record.ips, "pod sandbox ready");
+                self.emit(&id, &id, cri::ContainerEventType::ContainerCreatedEvent);
+                self.emit(&id, &id, cri::ContainerEventType::ContainerStartedEvent);
                 Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
             }
             Err(e) => {
@@ -245,12 +250,46 @@ impl CriServer {
     }
 }
 
+/// A cgroup parent must be in the form of the node's cgroup manager (kubelet and the runtime
+/// disagreeing on the driver is a misconfiguration to name, not to guess around): a slice
+/// name (`kubepods-besteffort-pod1.slice`) for systemd, an absolute path without `..` for
+/// cgroupfs.
+fn check_cgroup_parent(parent: &str, systemd: bool) -> Result<(), String> {
+    if systemd {
+        let ok = parent.ends_with(".slice") && !parent.contains('/') && parent.len() > ".slice".len();
+        if !ok {
+            return Err(format!("cgroup_parent {parent:?} is not a systemd slice name, and the cgroup manager is systemd"));
+        }
+    } else {
+        let p = std::path::Path::new(parent);
+        if parent.ends_with(".slice") && !parent.contains('/') {
+            return Err(format!("cgroup_parent {parent:?} is a systemd slice, and the cgroup manager is cgroupfs (set runtime.cgroup_manager = \"systemd\")"));
+        }
+        if !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("cgroup_parent {parent:?} must be an absolute cgroup path without \"..\""));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn blocking_io<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| std::io::Error::other(format!("task failed: {e}")))?
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cgroup_parents_follow_the_manager() {
+        use super::check_cgroup_parent as c;
+        assert!(c("/kubepods/burstable/pod1", false).is_ok());
+        assert!(c("kubepods-burstable-pod1.slice", true).is_ok());
+        assert!(c("kubepods-burstable-pod1.slice", false).is_err());
+        assert!(c("/kubepods/pod1", true).is_err());
+        assert!(c("kubepods/pod1", false).is_err());
+        assert!(c("/kubepods/../../etc", false).is_err());
+        assert!(c(".slice", true).is_err());
+    }
+
     #[test]
     fn quantities() {
         assert_eq!(super::parse_quantity("10M"), Some(10_000_000));

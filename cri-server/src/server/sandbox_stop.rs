@@ -33,6 +33,7 @@ impl CriServer {
             sb.record.state = SandboxState::NotReady;
         }
         self.registry.put_sandbox(sb).map_err(|e| Status::internal(format!("StopPodSandbox: persist: {e}")))?;
+        self.emit_stopped(id, id);
         Ok(())
     }
 }
