@@ -156,9 +156,11 @@ pub fn masked_and_readonly_paths(sc: &LinuxContainerSecurityContext) -> Result<(
     Ok((pick("masked_paths", &sc.masked_paths, &DEFAULT_MASKED_PATHS)?, pick("readonly_paths", &sc.readonly_paths, &DEFAULT_READONLY_PATHS)?))
 }
 
-/// Whether the kernel has AppArmor enabled.
+/// Whether AppArmor can be used: enabled in the kernel and its securityfs interface mounted
+/// (as runc decides; without the interface no profile can be loaded or applied).
 pub fn host_apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim_start().starts_with('Y'))
+        && std::path::Path::new("/sys/kernel/security/apparmor").is_dir()
 }
 
 pub(crate) fn apparmor_loaded(name: &str) -> bool {
