@@ -26,6 +26,8 @@ pub enum DaemonError {
     NotASocket(PathBuf),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -75,6 +77,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let config = Arc::new(cfg);
     let srv = CriServer::new(config.clone(), store);
     srv.recover().await;
+    crate::streaming::start(srv.clone()).await?;
     tracing::info!(socket = %sock.display(), image_root = %config.image.root.display(), "berth-cri serving CRI v1");
 
     let mut term = signal(SignalKind::terminate()).map_err(io_at(&sock))?;

@@ -12,3 +12,4 @@ pub mod play;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod streaming;

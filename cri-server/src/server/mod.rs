@@ -10,12 +10,15 @@ mod container_start;
 mod container_status;
 mod container_stop;
 mod container_update;
+mod attach;
+mod exec;
 mod exec_sync;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+mod port_forward;
 mod recover;
 mod sandbox_list;
 mod sandbox_remove;
@@ -48,6 +51,7 @@ pub struct CriServer {
     pub puller: Arc<Puller>,
     pub registry: Arc<Registry>,
     pub cni: Arc<Cni>,
+    pub streaming: Arc<crate::streaming::Streaming>,
 }
 
 impl CriServer {
@@ -61,7 +65,8 @@ impl CriServer {
             let _ = std::fs::remove_dir_all(&d);
         }
         let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
-        CriServer { config, store, puller, registry: Arc::new(registry), cni }
+        let streaming = Arc::new(crate::streaming::Streaming::new(config.streaming.clone()));
+        CriServer { config, store, puller, registry: Arc::new(registry), cni, streaming }
     }
 
     /// The OCI runtime of a handler, with its own state root under ours.
@@ -197,10 +202,17 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_exec_sync(r.into_inner()).await.map(Response::new)
     }
 
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+        self.do_exec(r.into_inner()).await.map(Response::new)
+    }
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+        self.do_attach(r.into_inner()).await.map(Response::new)
+    }
+    async fn port_forward(&self, r: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
+        self.do_port_forward(r.into_inner()).await.map(Response::new)
+    }
+
     unimplemented_rpcs! {
-        exec(ExecRequest) -> ExecResponse;
-        attach(AttachRequest) -> AttachResponse;
-        port_forward(PortForwardRequest) -> PortForwardResponse;
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
