@@ -12,3 +12,4 @@ mod import;
 mod network;
 mod pull;
 mod rootfs;
+mod streaming;
