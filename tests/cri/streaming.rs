@@ -94,6 +94,12 @@ async fn streaming_with_crictl_over_both_transports() {
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("tick-"), "{transport}: attach saw {out:?}: {}", String::from_utf8_lossy(&o.stderr));
         port_forward_round_trip(&n, &pod, 7777, transport);
+        // exec -it on a terminal (script(1) gives crictl one).
+        let ep = format!("unix://{}", n.daemon.socket.display());
+        let line = format!("{} --runtime-endpoint {ep} exec -it --transport {transport} {ctr} sh -c 'test -t 0 && echo tty-ok'", crictl_path().display());
+        let o = Command::new("script").args(["-qec", &line, "/dev/null"]).env("HOME", n.env.p("")).stdin(Stdio::null()).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("tty-ok"), "{transport}: exec -it: {out:?} {}", String::from_utf8_lossy(&o.stderr));
     }
     // Host network: the port is on the host's loopback.
     let (hpod, _) = start_pod(&mut n, "stream-hostnet", true).await;
@@ -149,6 +155,25 @@ async fn streaming_websocket_client_and_hostile_requests() {
     assert_eq!(out, "echo me\n");
     let st: serde_json::Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status:?}"));
     assert_eq!(st["status"], "Success", "{st}");
+
+    // Two attach clients at once, both see the container's output.
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let r = cri::AttachRequest { container_id: ctr.clone(), stdin: false, tty: false, stdout: true, stderr: true };
+        let url = n.rt.attach(r).await.unwrap().into_inner().url;
+        clients.push(ws_connect(&url, "v5.channel.k8s.io").await.unwrap());
+    }
+    for ws in &mut clients {
+        let mut seen = String::new();
+        while !seen.contains("tick-") {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) if b.first() == Some(&1) => seen.push_str(&String::from_utf8_lossy(&b[1..])),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("attach: {other:?} after {seen:?}"),
+            }
+        }
+    }
+    drop(clients);
 
     // The URL was single-use.
     assert!(ws_connect(&url, "v5.channel.k8s.io").await.is_err(), "a used token was accepted");
@@ -271,4 +296,126 @@ async fn streaming_100_concurrent_execs() {
     }
     assert!(failures.is_empty(), "{} failed: {failures:?}\n{}", failures.len(), n.daemon.log());
     eprintln!("100 concurrent execs in {:?}", begun.elapsed());
+}
+
+/// A SPDY/3.1 client of the tests' own, just enough for remotecommand: SYN_STREAMs whose
+/// header blocks are zlib (one stream for the session, sync-flushed; a dictionary is not
+/// needed to be understood), data frames, and the server's frames read back.
+mod spdy_client {
+    use flate2::{Compress, Compression, FlushCompress};
+    use std::io::{Read, Write};
+
+    pub struct Client {
+        pub s: std::net::TcpStream,
+        z: Compress,
+    }
+
+    impl Client {
+        /// Upgrade `url` with the given protocol; the status line of the answer.
+        pub fn connect(url: &str, proto: &str) -> (Client, String) {
+            let rest = url.trim_start_matches("http://");
+            let (hostport, path) = rest.split_once('/').unwrap();
+            let mut s = std::net::TcpStream::connect(hostport).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+            write!(s, "POST /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {proto}\r\n\r\n").unwrap();
+            // The response head, byte by byte up to the blank line (frames may follow).
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut b).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            (Client { s, z: Compress::new(Compression::default(), true) }, head)
+        }
+
+        pub fn syn_stream(&mut self, id: u32, headers: &[(&str, &str)]) {
+            let mut raw = (headers.len() as u32).to_be_bytes().to_vec();
+            for (n, v) in headers {
+                raw.extend((n.len() as u32).to_be_bytes());
+                raw.extend(n.as_bytes());
+                raw.extend((v.len() as u32).to_be_bytes());
+                raw.extend(v.as_bytes());
+            }
+            let mut block = Vec::with_capacity(raw.len() + 128);
+            self.z.compress_vec(&raw, &mut block, FlushCompress::Sync).unwrap();
+            let mut p = id.to_be_bytes().to_vec();
+            p.extend([0, 0, 0, 0, 0, 0]);
+            p.extend(block);
+            let mut f = vec![0x80, 3, 0, 1];
+            f.extend(((p.len() as u32) & 0xff_ffff).to_be_bytes());
+            f.extend(p);
+            self.s.write_all(&f).unwrap();
+        }
+
+        pub fn data(&mut self, id: u32, data: &[u8], fin: bool) {
+            let mut f = id.to_be_bytes().to_vec();
+            f.extend((((fin as u32) << 24) | data.len() as u32).to_be_bytes());
+            f.extend(data);
+            self.s.write_all(&f).unwrap();
+        }
+
+        /// Data per stream until the session ends (GOAWAY or EOF).
+        pub fn read_all(&mut self) -> std::collections::HashMap<u32, Vec<u8>> {
+            let mut out = std::collections::HashMap::new();
+            loop {
+                let mut h = [0u8; 8];
+                if self.s.read_exact(&mut h).is_err() {
+                    return out;
+                }
+                let len = u32::from_be_bytes([0, h[5], h[6], h[7]]) as usize;
+                let mut p = vec![0u8; len];
+                if self.s.read_exact(&mut p).is_err() {
+                    return out;
+                }
+                if h[0] & 0x80 == 0 {
+                    let id = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+                    out.entry(id).or_insert_with(Vec::new).extend(p);
+                } else if h[3] == 7 {
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_spdy_client_of_our_own() {
+    let mut n = Node::start("stream-spdy").await;
+    let (_pod, ctr) = start_pod(&mut n, "stream-spdy", false).await;
+    // v4: stdin echoed, the status object on the error stream.
+    let url = exec_url(&mut n, exec_req(&ctr, &["sh", "-c", "cat; exit 3"], true, false)).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let (mut c, head) = spdy_client::Client::connect(&url, "v4.channel.k8s.io");
+        assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io"), "{head}");
+        c.syn_stream(1, &[("streamtype", "error")]);
+        c.syn_stream(3, &[("streamtype", "stdin")]);
+        c.syn_stream(5, &[("streamtype", "stdout")]);
+        c.syn_stream(7, &[("streamtype", "stderr")]);
+        c.data(3, b"through spdy\n", true);
+        c.read_all()
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out[&5]), "through spdy\n");
+    let st: serde_json::Value = serde_json::from_slice(&out[&1]).unwrap();
+    assert_eq!(st["details"]["causes"][0]["message"], "3", "{st}");
+    // v2: no resize stream, plain-text errors; an unknown protocol is refused.
+    let url = exec_url(&mut n, exec_req(&ctr, &["sh", "-c", "exit 4"], false, false)).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let (mut c, head) = spdy_client::Client::connect(&url, "v2.channel.k8s.io");
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        c.syn_stream(1, &[("streamtype", "error")]);
+        c.syn_stream(3, &[("streamtype", "stdout")]);
+        c.syn_stream(5, &[("streamtype", "stderr")]);
+        c.read_all()
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out[&1]).contains("exit status 4"), "{out:?}");
+    let url = exec_url(&mut n, exec_req(&ctr, &["true"], false, false)).await;
+    let head = tokio::task::spawn_blocking(move || spdy_client::Client::connect(&url, "v9.channel.k8s.io").1).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 }
