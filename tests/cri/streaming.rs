@@ -419,3 +419,26 @@ async fn streaming_spdy_client_of_our_own() {
     let head = tokio::task::spawn_blocking(move || spdy_client::Client::connect(&url, "v9.channel.k8s.io").1).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_over_tls_with_a_configured_certificate() {
+    let mut n = Node::start("stream-tls").await;
+    let (cert, key) = (n.env.p("stream.crt"), n.env.p("stream.key"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::create_dir_all(n.env.p("conf.d")).unwrap();
+    std::fs::write(n.env.p("conf.d/50-tls.conf"), format!("[streaming]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display())).unwrap();
+    n.restart().await;
+    let (_pod, ctr) = start_pod(&mut n, "stream-tls", false).await;
+    let url = exec_url(&mut n, exec_req(&ctr, &["true"], false, false)).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // The server speaks TLS with that certificate: a plain request is answered (400: no upgrade).
+    let o = Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"]).arg(&cert).arg(&url).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "400", "{}", String::from_utf8_lossy(&o.stderr));
+}
