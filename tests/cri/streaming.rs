@@ -144,7 +144,31 @@ async fn exec_url(n: &mut Node, r: cri::ExecRequest) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_websocket_client_and_hostile_requests() {
     let mut n = Node::start("stream-ws").await;
-    let (_pod, ctr) = start_pod(&mut n, "stream-ws", false).await;
+    let (pod, ctr) = start_pod(&mut n, "stream-ws", false).await;
+
+    // Port forward with v4 WebSocket channels: each channel first carries the port (LE).
+    let url = n.rt.port_forward(cri::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![7777] }).await.unwrap().into_inner().url;
+    let mut ws = ws_connect(&format!("{url}?port=7777"), "v4.channel.k8s.io").await.unwrap();
+    let mut firsts = Vec::new();
+    while firsts.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+            Some(Ok(Message::Binary(b))) => firsts.push(b.to_vec()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(firsts, vec![vec![0u8, 0x61, 0x1e], vec![1u8, 0x61, 0x1e]]);
+    ws.send(Message::Binary(b"\x00over ws channels\n".to_vec().into())).await.unwrap();
+    let mut echoed = Vec::new();
+    while !echoed.ends_with(b"\n") {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+            Some(Ok(Message::Binary(b))) if b.first() == Some(&0) => echoed.extend_from_slice(&b[1..]),
+            Some(Ok(Message::Binary(b))) if b.first() == Some(&1) => panic!("error channel: {:?}", String::from_utf8_lossy(&b[1..])),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(echoed, b"over ws channels\n");
+    drop(ws);
 
     // Echo over stdin, stdin closed by v5's close message.
     let url = exec_url(&mut n, exec_req(&ctr, &["cat"], true, false)).await;
