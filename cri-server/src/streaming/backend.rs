@@ -78,19 +78,36 @@ impl CriServer {
         let work = record::dir(&self.registry.root, &id).join("exec").join(crate::persist::new_id());
         let monitor = self.config.runtime.monitor_path.clone();
         let (w, tty, stdin) = (work.clone(), r.tty, r.stdin);
-        let started = tokio::task::spawn_blocking(move || {
-            crate::container::monitor::exec_attached(&monitor, &rt.path, &rt.root, &id, &w, process.to_string().as_bytes(), tty, stdin)
-        })
-        .await;
-        let ex = match started {
-            Ok(Ok(ex)) => ex,
+        // Started on a blocking thread that cannot be cancelled: when the client went away
+        // meanwhile (this future dropped), the process it started is ended there.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let w2 = work.clone();
+        tokio::spawn(async move {
+            let r = tokio::task::spawn_blocking(move || {
+                crate::container::monitor::exec_attached(&monitor, &rt.path, &rt.root, &id, &w, process.to_string().as_bytes(), tty, stdin)
+            })
+            .await;
+            if let Err(Ok(Ok(ex))) = tx.send(r) {
+                drop(KillGuard { pid: ex.pid, armed: true });
+                std::thread::spawn(move || {
+                    crate::container::monitor::exec_status(&ex.sync);
+                    let _ = std::fs::remove_dir_all(&w2);
+                });
+            }
+        });
+        let ex = match rx.await {
+            Ok(Ok(Ok(ex))) => ex,
+            Ok(Ok(Err(e))) => {
+                let _ = std::fs::remove_dir_all(&work);
+                return Outcome::Failed(e.to_string());
+            }
             Ok(Err(e)) => {
                 let _ = std::fs::remove_dir_all(&work);
                 return Outcome::Failed(e.to_string());
             }
-            Err(e) => {
+            Err(_) => {
                 let _ = std::fs::remove_dir_all(&work);
-                return Outcome::Failed(e.to_string());
+                return Outcome::Failed("exec start was abandoned".into());
             }
         };
         let mut guard = KillGuard { pid: ex.pid, armed: true };
