@@ -70,10 +70,9 @@ for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 
 # Specs this build cannot pass, and why:
 #  - public image with digest: pins an upstream digest no offline build can have (kit README);
-#  - Streaming (exec/attach/port-forward): the streaming server is the next issue's work;
 #  - OOMKilled: this hybrid host's cgroup2 has no memory controller (the OOM path is tested
-#    in the VM bed: tests/cgroup2/monitor.rs).
-SKIP='public image with digest|runtime should support streaming interfaces|should terminate with exitCode 137 and reason OOMKilled'
+#    through the CRI in the VM bed: tests/cgroup2/cri.rs).
+SKIP='public image with digest|should terminate with exitCode 137 and reason OOMKilled'
 cd "$work/run"
 "$kit/bin/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
   --ginkgo.skip="$SKIP" --ginkgo.no-color > "$work/critest.log" 2>&1

@@ -15,6 +15,8 @@ pkgs=(
   # real clients driving the runtime under test (tests/runtime/podman.rs, containerd.rs);
   # golang-github-containers-common ships podman's default seccomp.json
   podman conmon golang-github-containers-common
+  # streaming tests: HTTPS certificate, a TLS client, a pty for crictl exec -it
+  openssl curl util-linux
   # benchmarks
   hyperfine jq
   # podman's default seccomp profile (/usr/share/containers/seccomp.json) for the seccomp

@@ -26,6 +26,8 @@ pub enum DaemonError {
     NotASocket(PathBuf),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -76,6 +78,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let srv = CriServer::new(config.clone(), store);
     srv.recover().await;
     let _exits = srv.watch_exits().map_err(io_at(&srv.registry.root))?;
+    crate::streaming::start(srv.clone()).await?;
     tracing::info!(socket = %sock.display(), image_root = %config.image.root.display(), "berth-cri serving CRI v1");
 
     let mut term = signal(SignalKind::terminate()).map_err(io_at(&sock))?;

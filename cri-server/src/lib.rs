@@ -14,3 +14,4 @@ pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod stats;
+pub mod streaming;

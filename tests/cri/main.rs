@@ -16,3 +16,4 @@ mod network;
 mod pull;
 mod rootfs;
 mod stats;
+mod streaming;

@@ -15,6 +15,19 @@ pub struct FileConfig {
     pub runtime: Option<RuntimeSection>,
     pub image: Option<ImageSection>,
     pub network: Option<NetworkSection>,
+    pub streaming: Option<StreamingSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingSection {
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub idle_timeout: Option<u64>,
+    pub stream_creation_timeout: Option<u64>,
+    pub token_ttl: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +201,20 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
         check_abs(path, "network.cni_conf_dir", &n.cni_conf_dir)?;
         for (i, d) in n.cni_plugin_dirs.iter().flatten().enumerate() {
             check_abs(path, &format!("network.cni_plugin_dirs[{i}]"), &Some(d.clone()))?;
+        }
+    }
+    if let Some(st) = &cfg.streaming {
+        if let Some(a) = &st.address {
+            if a.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(path, "streaming.address", format!("must be an IP address, got {a:?}")));
+            }
+        }
+        check_abs(path, "streaming.tls_cert", &st.tls_cert)?;
+        check_abs(path, "streaming.tls_key", &st.tls_key)?;
+        for (key, v) in [("streaming.stream_creation_timeout", st.stream_creation_timeout), ("streaming.token_ttl", st.token_ttl)] {
+            if v == Some(0) {
+                return Err(bad(path, key, "must be greater than 0".into()));
+            }
         }
     }
     Ok(())

@@ -41,6 +41,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub image: ImageConfig,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
     /// Files that were applied, in order (not an option; shown in `config` output).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -90,6 +91,24 @@ pub struct ImageConfig {
 pub struct NetworkConfig {
     pub cni_conf_dir: PathBuf,
     pub cni_plugin_dirs: Vec<PathBuf>,
+}
+
+/// The streaming server (Exec, Attach, PortForward URLs).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamingConfig {
+    /// IP address to listen on.
+    pub address: String,
+    /// TCP port; 0 = any free port.
+    pub port: u16,
+    /// PEM certificate chain and key: both set = HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Seconds without traffic after which a session is closed; 0 = never.
+    pub idle_timeout: u64,
+    /// Seconds a client has to open its streams after the upgrade.
+    pub stream_creation_timeout: u64,
+    /// Seconds a URL stays valid.
+    pub token_ttl: u64,
 }
 
 /// Values given on the command line; they win over every file.
@@ -154,6 +173,16 @@ impl Default for Config {
             network: NetworkConfig {
                 cni_conf_dir: "/etc/cni/net.d".into(),
                 cni_plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            },
+            streaming: StreamingConfig {
+                address: "127.0.0.1".into(),
+                port: 0,
+                tls_cert: None,
+                tls_key: None,
+                // kubelet's defaults: 4 h idle, 30 s to open the streams, 1 min per URL.
+                idle_timeout: 4 * 3600,
+                stream_creation_timeout: 30,
+                token_ttl: 60,
             },
             sources: Vec::new(),
         }
@@ -246,6 +275,19 @@ impl Config {
         if let Some(n) = f.network {
             set(&mut self.network.cni_conf_dir, n.cni_conf_dir);
             set(&mut self.network.cni_plugin_dirs, n.cni_plugin_dirs);
+        }
+        if let Some(st) = f.streaming {
+            set(&mut self.streaming.address, st.address);
+            set(&mut self.streaming.port, st.port);
+            if st.tls_cert.is_some() {
+                self.streaming.tls_cert = st.tls_cert;
+            }
+            if st.tls_key.is_some() {
+                self.streaming.tls_key = st.tls_key;
+            }
+            set(&mut self.streaming.idle_timeout, st.idle_timeout);
+            set(&mut self.streaming.stream_creation_timeout, st.stream_creation_timeout);
+            set(&mut self.streaming.token_ttl, st.token_ttl);
         }
     }
 

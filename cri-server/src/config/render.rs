@@ -95,5 +95,29 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "# CNI plugin directories. Default: [\"/opt/cni/bin\", \"/usr/lib/cni\"].");
     let dirs: Vec<String> = c.network.cni_plugin_dirs.iter().map(|d| p(d)).collect();
     let _ = writeln!(o, "cni_plugin_dirs = [{}]", dirs.join(", "));
+
+    let st = &c.streaming;
+    let _ = writeln!(o, "\n[streaming]");
+    let _ = writeln!(o, "# Address of the streaming server (Exec, Attach, PortForward URLs). Default: \"127.0.0.1\".");
+    let _ = writeln!(o, "address = {}", s(&st.address));
+    let _ = writeln!(o, "# Its TCP port; 0 = a free port chosen at start. Default: 0.");
+    let _ = writeln!(o, "port = {}", st.port);
+    let _ = writeln!(o, "# PEM certificate chain and private key; both set = HTTPS. Default: unset (HTTP).");
+    match (&st.tls_cert, &st.tls_key) {
+        (Some(c), Some(k)) => {
+            let _ = writeln!(o, "tls_cert = {}", p(c));
+            let _ = writeln!(o, "tls_key = {}", p(k));
+        }
+        _ => {
+            let _ = writeln!(o, "# tls_cert = \"/etc/berth/stream.crt\"");
+            let _ = writeln!(o, "# tls_key = \"/etc/berth/stream.key\"");
+        }
+    }
+    let _ = writeln!(o, "# Seconds without traffic after which a session is closed; 0 = never. Default: 14400.");
+    let _ = writeln!(o, "idle_timeout = {}", st.idle_timeout);
+    let _ = writeln!(o, "# Seconds a client has to open its streams after the upgrade. Default: 30.");
+    let _ = writeln!(o, "stream_creation_timeout = {}", st.stream_creation_timeout);
+    let _ = writeln!(o, "# Seconds a returned URL stays valid (it is single-use). Default: 60.");
+    let _ = writeln!(o, "token_ttl = {}", st.token_ttl);
     o
 }

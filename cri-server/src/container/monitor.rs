@@ -181,6 +181,142 @@ pub fn exec_sync(monitor_path: &std::path::Path, runtime: &std::path::Path, runt
     Ok(ExecOutput { exit_code: code as i32, timed_out, stdout, stderr })
 }
 
+/// An exec session with a client attached (CRI Exec): the monitor's attach socket, already
+/// connected, the exec'd process and the sync socket its exit status will come on.
+pub struct AttachedExec {
+    pub attach: OwnedFd,
+    pub pid: i32,
+    pub sync: UnixStream,
+}
+
+fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A SOCK_SEQPACKET connection to `dir/name`, through /proc/self/fd so that a long `dir`
+/// fits in sun_path.
+pub fn connect_seqpacket(dir: &std::path::Path, name: &str) -> std::io::Result<OwnedFd> {
+    let d = std::fs::File::open(dir)?;
+    let path = format!("/proc/self/fd/{}/{name}", d.as_raw_fd());
+    // SAFETY: plain socket creation; the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if path.len() >= addr.sun_path.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path too long"));
+    }
+    for (i, b) in path.bytes().enumerate() {
+        addr.sun_path[i] = b as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + path.len() + 1) as libc::socklen_t;
+    // SAFETY: a valid sockaddr_un of `len` bytes.
+    if unsafe { libc::connect(sock.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// Start an attached exec (`-e --exec-attach`, podman's protocol): the monitor binds its attach
+/// socket in `work`, says so on the attach pipe, we connect, and only then let the process
+/// run, so none of its output is missed. Returns once the process runs.
+pub fn exec_attached(monitor_path: &std::path::Path, runtime: &std::path::Path, runtime_root: &std::path::Path, id: &str, work: &std::path::Path, process_json: &[u8], tty: bool, stdin: bool) -> Result<AttachedExec, MonitorError> {
+    let what = monitor_path.display().to_string();
+    let io = |e| MonitorError::Spawn("exec work dir".into(), e);
+    std::fs::create_dir_all(work).map_err(io)?;
+    let spec = work.join("process.json");
+    std::fs::write(&spec, process_json).map_err(io)?;
+    let session = crate::persist::new_id();
+    let mut c = Command::new(monitor_path);
+    c.args(["--api-version", "1", "-c", id, "-u", &session, "-e", "--exec-attach", "--full-attach"])
+        .arg("-b").arg(work)
+        .arg("-r").arg(runtime)
+        .arg("-p").arg(work.join("exec.pid"))
+        .arg("-P").arg(work.join("monitor.pid"))
+        .arg("--exec-process-spec").arg(&spec)
+        .args(["-l", "none"])
+        .arg("--runtime-arg").arg("--root").arg("--runtime-arg").arg(runtime_root)
+        .args(["--log-level", "error"])
+        .current_dir(work);
+    if tty {
+        c.arg("-t");
+    }
+    if stdin {
+        c.arg("-i");
+    }
+    let sp = |e| MonitorError::Spawn(what.clone(), e);
+    let (sync, sync_child) = seqpacket_pair().map_err(sp)?;
+    let (attach_pipe, attach_child) = seqpacket_pair().map_err(sp)?;
+    let (start_child, start) = pipe_cloexec().map_err(sp)?;
+    let fds = [sync_child.as_raw_fd(), attach_child.as_raw_fd(), start_child.as_raw_fd()];
+    c.env("_OCI_SYNCPIPE", fds[0].to_string())
+        .env("_OCI_ATTACHPIPE", fds[1].to_string())
+        .env("_OCI_STARTPIPE", fds[2].to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only fcntl between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            for fd in fds {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().map_err(sp)?;
+    drop((sync_child, attach_child, start_child));
+    let mut start = std::fs::File::from(start);
+    use std::io::Write;
+    // The first start message lets the monitor go on (and detach).
+    let _ = start.write_all(b"0");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let st = child.wait().map_err(sp)?;
+    if !st.success() {
+        return Err(MonitorError::Reported(format!("exited with {st}: {}", err.trim())));
+    }
+    let attach_pipe = attach_pipe;
+    match recv(&attach_pipe, Duration::from_secs(60)) {
+        Ok((0, _)) => {}
+        Ok((_, msg)) => return Err(MonitorError::Reported(msg.unwrap_or_else(|| "attach failed".into()))),
+        // The monitor failed before binding: its reason is on the sync pipe.
+        Err(e) => {
+            return Err(match recv(&sync, Duration::from_secs(1)) {
+                Ok((_, Some(m))) => MonitorError::Reported(m),
+                _ => e,
+            })
+        }
+    }
+    let attach = connect_seqpacket(work, "attach").map_err(|e| MonitorError::Spawn("attach socket".into(), e))?;
+    // The second lets the process run.
+    let _ = start.write_all(b"0");
+    drop(start);
+    let (pid, msg) = recv(&sync, Duration::from_secs(120))?;
+    if pid <= 0 {
+        return Err(MonitorError::Reported(msg.unwrap_or_else(|| "exec failed".into())));
+    }
+    Ok(AttachedExec { attach, pid: pid as i32, sync })
+}
+
+/// The exit status of an exec session (-1 when the monitor went away without one).
+pub fn exec_status(sync: &UnixStream) -> i32 {
+    match recv(sync, Duration::from_secs(365 * 86400)) {
+        Ok((code, _)) => code as i32,
+        Err(_) => -1,
+    }
+}
+
 /// The two streams of a CRI log, each capped at EXEC_OUTPUT_MAX.
 pub fn split_log(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let (mut out, mut err) = (Vec::new(), Vec::new());

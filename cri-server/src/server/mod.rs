@@ -12,12 +12,15 @@ mod container_status;
 mod container_stop;
 mod container_update;
 mod events;
+mod attach;
+mod exec;
 mod exec_sync;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+mod port_forward;
 mod recover;
 mod sandbox_list;
 mod sandbox_remove;
@@ -55,6 +58,7 @@ pub struct CriServer {
     pub cni: Arc<Cni>,
     pub stats: Arc<Stats>,
     pub events: Arc<Events>,
+    pub streaming: Arc<crate::streaming::Streaming>,
 }
 
 impl CriServer {
@@ -69,7 +73,8 @@ impl CriServer {
         }
         let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
         let stats = Arc::new(Stats::new(store.root()));
-        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats, events: Arc::new(Events::default()) }
+        let streaming = Arc::new(crate::streaming::Streaming::new(config.streaming.clone()));
+        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats, events: Arc::new(Events::default()), streaming }
     }
 
     /// The OCI runtime of a handler, with its own state root under ours.
@@ -223,10 +228,17 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_list_pod_sandbox_stats(r.into_inner()).await.map(Response::new)
     }
 
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+        self.do_exec(r.into_inner()).await.map(Response::new)
+    }
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+        self.do_attach(r.into_inner()).await.map(Response::new)
+    }
+    async fn port_forward(&self, r: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
+        self.do_port_forward(r.into_inner()).await.map(Response::new)
+    }
+
     unimplemented_rpcs! {
-        exec(ExecRequest) -> ExecResponse;
-        attach(AttachRequest) -> AttachResponse;
-        port_forward(PortForwardRequest) -> PortForwardResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
