@@ -40,7 +40,7 @@ async fn version_status_and_unimplemented() {
 
     // Without a CNI config, NetworkReady says why.
     assert!(nr.message.contains("no network config"), "{nr:?}");
-    let e = rt.container_stats(cri::ContainerStatsRequest::default()).await.unwrap_err();
+    let e = rt.checkpoint_container(cri::CheckpointContainerRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
     assert!(e.message().contains("not implemented yet"), "{}", e.message());
     let e = rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await.unwrap_err();
