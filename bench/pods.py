@@ -26,7 +26,7 @@ Everything started is stopped by pid at the end, also on error, SIGINT or SIGTER
 the API, daemons, leftover monitors/shims/containers, the registry; mounts under the temp dir
 are unmounted, the bridge and any iptables rules or CNI chains added are removed.
 """
-import glob, json, math, os, re, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, uuid
+import glob, json, math, os, re, select, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, uuid
 
 here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(here)
@@ -60,6 +60,9 @@ CONTAINERD = os.environ.get("CONTAINERD", "/usr/bin/containerd")
 RUNC = os.environ.get("RUNC", shutil.which("runc") or "/usr/sbin/runc")
 CNI_BIN = os.environ.get("CNI_BIN", "/usr/lib/cni")
 OUT = os.environ.get("OUT")
+CRICTL = os.environ.get("CRICTL", os.path.join(repo, "../shared/critest/bin/crictl"))
+EXECS = int(os.environ.get("EXECS", "20"))          # exec round trips per daemon (0: no streaming part)
+PF_MB = int(os.environ.get("PF_MB", "64"))          # MiB pushed through port-forward per run
 for b in ["berth", "berth-mon", "berth-cri", "berth-pause"]:
     if not os.access(os.path.join(BIN, b), os.X_OK):
         sys.exit(f"{BIN}/{b}: not built (set BERTH_BIN)")
@@ -548,6 +551,62 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             stop_pod(cl, pod, cid)
         mem[n] = {"idle": idle, "busy": busy, "kinds": kinds}
 
+    # --- streaming: exec round trip and port-forward throughput (crictl, the same for both) ----
+    stream = {}
+    if EXECS > 0:
+        for n in daemons:
+            cl = clients[n]
+            sock = bsock if n == "berth-cri" else csock
+            cfg = pod_config(f"stream-{n}")
+            pod = cl.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=T).pod_sandbox_id
+            ccfg = container_config()
+            # A sink on the pod's port 8080 that answers once it has read PF_MB MiB.
+            ccfg.command[:] = ["sh", "-c", f"while :; do nc -l -p 8080 -e sh -c 'head -c {PF_MB << 20} > /dev/null; echo done'; done"]
+            cid = cl.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=ccfg, sandbox_config=cfg), timeout=T).container_id
+            cl.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
+            crictl = [CRICTL, "--runtime-endpoint", "unix://" + sock, "--timeout", "60s"]
+            lat = []
+            for k in range(EXECS + 2):
+                t0 = time.perf_counter()
+                r = subprocess.run(crictl + ["exec", cid, "true"], stdin=subprocess.DEVNULL, capture_output=True)
+                if r.returncode != 0:
+                    raise RuntimeError(f"{n}: crictl exec: {r.stderr.decode()[-500:]}")
+                if k >= 2:  # two warm-ups
+                    lat.append(time.perf_counter() - t0)
+            lport = free_port()
+            fwd = subprocess.Popen(crictl + ["port-forward", pod, f"{lport}:8080"], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            procs[f"port-forward-{n}"] = fwd
+            # crictl prints "Forwarding from ..." once it listens.
+            seen = b""
+            end = time.time() + 30
+            while b"Forwarding from" not in seen:
+                if time.time() > end or not select.select([fwd.stdout], [], [], 1)[0]:
+                    if time.time() > end or fwd.poll() is not None:
+                        raise RuntimeError(f"{n}: crictl port-forward did not start listening: {seen[-500:]!r}")
+                    continue
+                line = fwd.stdout.readline()
+                if not line:
+                    fwd.wait(5)
+                    raise RuntimeError(f"{n}: crictl port-forward ended: {seen[-500:]!r}")
+                seen += line
+            rates = []
+            chunk = b"x" * (1 << 20)
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", lport), timeout=60) as conn:
+                    t0 = time.perf_counter()
+                    for _m in range(PF_MB):
+                        conn.sendall(chunk)
+                    reply = conn.recv(16)
+                    dt = time.perf_counter() - t0
+                if b"done" not in reply:
+                    raise RuntimeError(f"{n}: port-forward sink answered {reply!r}")
+                rates.append(PF_MB / dt)
+            fwd.terminate()
+            fwd.wait(10)
+            stop_pod(cl, pod, cid)
+            stream[n] = {"exec": lat, "pf_mib_s": rates}
+
     # --- report -------------------------------------------------------------------------------
     print(f"\nstart: RunPodSandbox -> container RUNNING (ms); load average after {load_after}")
     print(f"  {'daemon':11} {'n':>3} {'median':>8} {'p95':>8} {'min':>8} {'max':>8}   teardown median")
@@ -576,8 +635,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         print(f"    per pod, daemon growth + processes: RSS {prss / K:.0f} KiB, PSS {ppss / K:.0f} KiB")
     pb_, pc = per["berth-cri"], per["containerd"]
     print(f"  berth-cri / containerd per pod: RSS {pb_[0] / pc[0]:.2f}x, PSS {pb_[1] / pc[1]:.2f}x")
+    if stream:
+        print(f"\nstreaming (crictl for both; exec includes crictl's own start): {EXECS} execs of `true`, "
+              f"3 x {PF_MB} MiB through port-forward")
+        for n in daemons:
+            med, p95 = stats(stream[n]["exec"])
+            print(f"  {n:11} exec round trip median {med * 1e3:7.1f} ms p95 {p95 * 1e3:7.1f} ms;"
+                  f" port-forward {statistics.median(stream[n]['pf_mib_s']):7.1f} MiB/s (median of 3)")
+        eb, ec = stats(stream["berth-cri"]["exec"])[0], stats(stream["containerd"]["exec"])[0]
+        fb, fc = statistics.median(stream["berth-cri"]["pf_mib_s"]), statistics.median(stream["containerd"]["pf_mib_s"])
+        print(f"  berth-cri / containerd: exec median {eb / ec:.2f}x (time), port-forward {fb / fc:.2f}x (throughput)")
     if OUT:
-        json.dump({"times": times, "teardown": teardown, "memory": mem, "versions": versions, "K": K,
+        json.dump({"stream": stream, "times": times, "teardown": teardown, "memory": mem, "versions": versions, "K": K,
                    "load": [load_after]}, open(OUT, "w"), indent=1)
 except grpc.RpcError as e:
     log(f"RPC failed: {e.code()} {e.details()}")
