@@ -260,6 +260,59 @@ impl Cni {
 
     /// CHECK (cniVersion ≥ 0.4.0) of the cached network with the cached result; a list with
     /// `disableCheck` passes without running anything.
+    /// NetworkReady with CNI 1.1's STATUS: `status()`, then, when the default network's
+    /// cniVersion is 1.1.0 or later, every plugin of it asked whether it is ready (a plugin
+    /// that cannot serve ADD yet says so with an error, which becomes the reason). Older
+    /// versions have no STATUS: their readiness is `status()` alone.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.status()?;
+        let list = self.default_network().map_err(|e| e.to_string())?;
+        if config::version_cmp(&list.cni_version, "1.1.0").is_lt() {
+            return Ok(());
+        }
+        let none = Map::new();
+        for (i, ty) in list.types().into_iter().enumerate() {
+            let conf = args::plugin_config(&list, i, &none, None);
+            self.exec_bare(ty, "STATUS", &conf).await.map_err(|e| format!("network {}: plugin {ty}: STATUS: {e}", list.name))?;
+        }
+        Ok(())
+    }
+
+    /// CNI 1.1's GC: every plugin of a 1.1+ default network is told which attachments are
+    /// still valid (`cni.dev/valid-attachments`: the pods that have the network, each on
+    /// eth0) and may release anything else — what a crash before a DEL could leave in a
+    /// plugin's own state. A no-op for older versions.
+    pub async fn gc(&self, valid_pods: &[String]) -> Result<(), NetworkError> {
+        let list = self.default_network()?;
+        if config::version_cmp(&list.cni_version, "1.1.0").is_lt() {
+            return Ok(());
+        }
+        let valid: Vec<Value> = valid_pods.iter().map(|id| serde_json::json!({"containerID": id, "ifname": POD_IFNAME})).collect();
+        let none = Map::new();
+        for (i, ty) in list.types().into_iter().enumerate() {
+            let mut conf = args::plugin_config(&list, i, &none, None);
+            conf["cni.dev/valid-attachments"] = Value::Array(valid.clone());
+            self.exec_bare(ty, "GC", &conf).await?;
+        }
+        Ok(())
+    }
+
+    /// A plugin call that concerns no one attachment (STATUS, GC): no container, netns or
+    /// interface.
+    async fn exec_bare(&self, ty: &str, command: &str, conf: &Value) -> Result<Vec<u8>, NetworkError> {
+        let inv = exec::Invocation {
+            command,
+            container_id: "",
+            netns: Path::new(""),
+            ifname: "",
+            args: "",
+            plugin_dirs: &self.plugin_dirs,
+            timeout: self.timeout,
+        };
+        let stdin = serde_json::to_vec(conf).expect("config serializes");
+        exec::run(ty, &inv, &stdin).await
+    }
+
     pub async fn check(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
         validate(pod)?;
         let (path, entry) = self.cache.find(&pod.id)?.ok_or_else(|| NetworkError::NotAdded(pod.id.clone()))?;

@@ -26,6 +26,7 @@ impl Fx {
         let body = format!(
             r#"in=$(cat); echo "$(basename $0) $CNI_COMMAND $CNI_IFNAME $in" >> {log}
 case "$(basename $0):$CNI_COMMAND" in
+  failer:STATUS) echo '{{"cniVersion":"1.1.0","code":50,"msg":"plugin not available","details":"fake"}}'; exit 1;;
   failer:ADD) echo '{{"cniVersion":"1.0.0","code":11,"msg":"cannot do it","details":"fake"}}'; exit 1;;
 esac
 if [ "$CNI_COMMAND" = ADD ]; then
@@ -175,4 +176,30 @@ async fn missing_plugin_names_the_dirs() {
     let e = cni.status().unwrap_err();
     assert!(e.contains("\"absent\" not found in") && e.contains("nosuch") && e.contains("10-m.conflist"), "{e}");
     assert!(matches!(cni.add(&pod()).await, Err(NetworkError::NoConfig { .. })));
+}
+
+#[tokio::test]
+async fn status_and_gc_run_for_cni_1_1_only() {
+    let fx = Fx::new("statusgc");
+    let cni = fx.cni();
+    fx.conf("10-old.conflist", LIST);
+    cni.ready().await.unwrap();
+    cni.gc(&["0123abcd".into()]).await.unwrap();
+    assert!(fx.log().is_empty(), "1.0.0 has neither STATUS nor GC: {:?}", fx.log());
+
+    fx.conf("05-new.conflist", r#"{"cniVersion":"1.1.0","name":"new","plugins":[{"type":"one"},{"type":"two"}]}"#);
+    cni.ready().await.unwrap();
+    cni.gc(&["0123abcd".into(), "4567ef".into()]).await.unwrap();
+    let log = fx.log();
+    assert_eq!(log.len(), 4, "{log:#?}");
+    assert!(log[0].starts_with("one STATUS ") && log[1].starts_with("two STATUS "), "{log:#?}");
+    assert!(log[2].starts_with("one GC ") && log[3].starts_with("two GC "), "{log:#?}");
+    let conf: Value = serde_json::from_str(log[2].split_once(' ').unwrap().1.split_once(' ').unwrap().1.trim_start()).unwrap();
+    assert_eq!(conf["cni.dev/valid-attachments"], serde_json::json!([{"containerID": "0123abcd", "ifname": "eth0"}, {"containerID": "4567ef", "ifname": "eth0"}]));
+    assert_eq!(conf["name"], "new");
+
+    // A plugin that is not ready makes the network not ready, with its message.
+    fx.conf("01-failing.conflist", r#"{"cniVersion":"1.1.0","name":"failing","plugins":[{"type":"one"},{"type":"failer"}]}"#);
+    let e = cni.ready().await.unwrap_err();
+    assert!(e.contains("failer") && e.contains("plugin not available"), "{e}");
 }

@@ -26,7 +26,7 @@ impl CriServer {
             reason: if runtime_ready.is_ok() { String::new() } else { "RuntimeBinaryMissing".into() },
             message: runtime_ready.err().unwrap_or_default(),
         }];
-        let net = self.cni.status();
+        let net = self.cni.ready().await;
         conditions.push(cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
             status: net.is_ok(),
