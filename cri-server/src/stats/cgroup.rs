@@ -106,6 +106,22 @@ pub struct Memory {
     pub available: Option<u64>,
 }
 
+impl Memory {
+    /// From a usage, a limit and memory.stat, whose keys for inactive file pages, rss and
+    /// the two fault counts differ between v2 and v1.
+    fn from_stat(usage: u64, limit: Option<u64>, stat: &[(String, u64)], [inactive, rss, faults, major]: [&str; 4]) -> Memory {
+        let working_set = usage.saturating_sub(get(stat, inactive).unwrap_or(0));
+        Memory {
+            usage,
+            working_set,
+            rss: get(stat, rss).unwrap_or(0),
+            page_faults: get(stat, faults).unwrap_or(0),
+            major_page_faults: get(stat, major).unwrap_or(0),
+            available: limit.map(|l| l.saturating_sub(working_set)),
+        }
+    }
+}
+
 fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
@@ -162,17 +178,8 @@ pub fn read_unified(dir: &Path) -> Usage {
     }
     if let Some(usage) = read_u64(&dir.join("memory.current")) {
         let stat = keyed(&dir.join("memory.stat")).unwrap_or_default();
-        let inactive = get(&stat, "inactive_file").unwrap_or(0);
-        let working_set = usage.saturating_sub(inactive);
         let limit = read_u64(&dir.join("memory.max"));
-        u.memory = Some(Memory {
-            usage,
-            working_set,
-            rss: get(&stat, "anon").unwrap_or(0),
-            page_faults: get(&stat, "pgfault").unwrap_or(0),
-            major_page_faults: get(&stat, "pgmajfault").unwrap_or(0),
-            available: limit.map(|l| l.saturating_sub(working_set)),
-        });
+        u.memory = Some(Memory::from_stat(usage, limit, &stat, ["inactive_file", "anon", "pgfault", "pgmajfault"]));
     }
     u.pids = read_u64(&dir.join("pids.current"));
     u
@@ -187,17 +194,9 @@ fn read_v1(mounts: &Mounts, own: &Membership, it: &Membership, u: &mut Usage) {
         if let Some(d) = v1_dir(mounts, own, it, "memory") {
             if let Some(usage) = read_u64(&d.join("memory.usage_in_bytes")) {
                 let stat = keyed(&d.join("memory.stat")).unwrap_or_default();
-                let working_set = usage.saturating_sub(get(&stat, "total_inactive_file").unwrap_or(0));
                 // v1 says "no limit" with a huge page-aligned number, not "max".
                 let limit = read_u64(&d.join("memory.limit_in_bytes")).filter(|l| *l < (1u64 << 62));
-                u.memory = Some(Memory {
-                    usage,
-                    working_set,
-                    rss: get(&stat, "total_rss").unwrap_or(0),
-                    page_faults: get(&stat, "total_pgfault").unwrap_or(0),
-                    major_page_faults: get(&stat, "total_pgmajfault").unwrap_or(0),
-                    available: limit.map(|l| l.saturating_sub(working_set)),
-                });
+                u.memory = Some(Memory::from_stat(usage, limit, &stat, ["total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault"]));
             }
         }
     }
