@@ -36,7 +36,9 @@ async fn version_status_and_unimplemented() {
     let cfg: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
     assert_eq!(cfg["runtime"]["default_handler"], "ghost");
     assert_eq!(cfg["image"]["root"], env.image_root().display().to_string());
-    assert!(s.runtime_handlers.iter().any(|h| h.name == "ghost"));
+    let ghost = s.runtime_handlers.iter().find(|h| h.name == "ghost").unwrap();
+    assert_eq!(ghost.features, Some(cri::RuntimeHandlerFeatures::default()), "a runtime that cannot answer `features` is granted nothing");
+    assert_eq!(s.features.map(|f| f.supplemental_groups_policy), Some(true));
 
     // Without a CNI config, NetworkReady says why.
     assert!(nr.message.contains("no network config"), "{nr:?}");

@@ -155,6 +155,7 @@ impl Fx {
         let cfg = berth_cri::config::NetworkConfig {
             cni_conf_dir: self.conf_dir(),
             cni_plugin_dirs: vec!["/opt/cni/bin".into(), PLUGINS.into()],
+            cni_conf_template: None,
         };
         Cni::new(&cfg, self.dir.path().join("cache")).with_timeout(Duration::from_secs(30))
     }

@@ -40,6 +40,29 @@ fn rbind_mount_ro() {
     assert_eq!(field(&o.stdout, "w"), Some("no"), "rbind,ro is read-only: {}", o.stdout);
 }
 
+/// `rro` (mount_setattr with AT_RECURSIVE): the submounts of an rbind are read-only too,
+/// where `ro` alone leaves them writable.
+#[test]
+fn rbind_rro_makes_submounts_read_only() {
+    let (mut b, rt, id) = setup!("rbind_rro");
+    let d = host_dir_with_file(&b, "rr");
+    let sub = d.join("sub");
+    fs::create_dir_all(&sub).unwrap();
+    // A submount on the host side; the bundle's TempDir detaches it even if the test fails.
+    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&sub).status().unwrap();
+    assert!(st.success(), "mount tmpfs on {}", sub.display());
+    b.add_mount(json!({"destination": "/plain", "type": "none", "source": d, "options": ["rbind", "ro"]}));
+    b.add_mount(json!({"destination": "/rec", "type": "none", "source": d, "options": ["rbind", "rprivate", "ro", "rro"]}));
+    b.sh("touch /plain/sub/x 2>/dev/null && echo plain=writable || echo plain=readonly; \
+          touch /rec/sub/x 2>/dev/null && echo rec=writable || echo rec=readonly; \
+          touch /rec/y 2>/dev/null && echo top=writable || echo top=readonly");
+    let o = rt.run(&id, &b);
+    o.ok();
+    assert_eq!(field(&o.stdout, "plain"), Some("writable"), "ro alone leaves the submount writable: {}", o.stdout);
+    assert_eq!(field(&o.stdout, "rec"), Some("readonly"), "rro reaches the submount: {}", o.stdout);
+    assert_eq!(field(&o.stdout, "top"), Some("readonly"), "{}", o.stdout);
+}
+
 #[test]
 fn bind_mount_file() {
     let (mut b, rt, id) = setup!("bind_file");

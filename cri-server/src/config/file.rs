@@ -76,6 +76,7 @@ pub struct ImageSection {
 pub struct NetworkSection {
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_plugin_dirs: Option<Vec<PathBuf>>,
+    pub cni_conf_template: Option<PathBuf>,
 }
 
 pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
@@ -199,6 +200,7 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
     }
     if let Some(n) = &cfg.network {
         check_abs(path, "network.cni_conf_dir", &n.cni_conf_dir)?;
+        check_abs(path, "network.cni_conf_template", &n.cni_conf_template)?;
         for (i, d) in n.cni_plugin_dirs.iter().flatten().enumerate() {
             check_abs(path, &format!("network.cni_plugin_dirs[{i}]"), &Some(d.clone()))?;
         }

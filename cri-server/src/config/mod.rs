@@ -91,6 +91,9 @@ pub struct ImageConfig {
 pub struct NetworkConfig {
     pub cni_conf_dir: PathBuf,
     pub cni_plugin_dirs: Vec<PathBuf>,
+    /// A CNI config template rendered with the pod CIDR from UpdateRuntimeConfig into
+    /// `cni_conf_dir` while that directory holds no config (as containerd's `conf_template`).
+    pub cni_conf_template: Option<PathBuf>,
 }
 
 /// The streaming server (Exec, Attach, PortForward URLs).
@@ -173,6 +176,7 @@ impl Default for Config {
             network: NetworkConfig {
                 cni_conf_dir: "/etc/cni/net.d".into(),
                 cni_plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+                cni_conf_template: None,
             },
             streaming: StreamingConfig {
                 address: "127.0.0.1".into(),
@@ -275,6 +279,9 @@ impl Config {
         if let Some(n) = f.network {
             set(&mut self.network.cni_conf_dir, n.cni_conf_dir);
             set(&mut self.network.cni_plugin_dirs, n.cni_plugin_dirs);
+            if n.cni_conf_template.is_some() {
+                self.network.cni_conf_template = n.cni_conf_template;
+            }
         }
         if let Some(st) = f.streaming {
             set(&mut self.streaming.address, st.address);

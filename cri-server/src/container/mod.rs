@@ -1,7 +1,8 @@
 //! Containers: the record (`record.rs`), berth's default AppArmor profile (`apparmor.rs`), the OCI spec built from the CRI config (`spec/`),
-//! the container monitor (`monitor.rs`) and the runtime CLI (`runtime.rs`).
+//! the container monitor (`monitor.rs`), the runtime CLI (`runtime.rs`) and what that runtime can do (`features.rs`).
 
 pub mod apparmor;
+pub mod features;
 pub mod monitor;
 pub mod record;
 pub mod runtime;

@@ -7,13 +7,15 @@
 //! - `exec`: running one plugin (lookup, environment, timeout, bounded output, errors);
 //! - `args`: CNI_ARGS, capability args → runtimeConfig, per-plugin stdin;
 //! - `result`: result versions and the pod IPs;
-//! - `cache`: the record of each ADD.
+//! - `cache`: the record of each ADD;
+//! - `template`: a CNI config rendered from the pod CIDR (UpdateRuntimeConfig).
 
 pub mod args;
 pub mod cache;
 pub mod config;
 pub mod exec;
 pub mod result;
+pub mod template;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

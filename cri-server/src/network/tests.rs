@@ -52,6 +52,7 @@ fi"#,
         let cfg = crate::config::NetworkConfig {
             cni_conf_dir: self.dir.join("conf"),
             cni_plugin_dirs: vec![self.dir.join("nosuch"), self.dir.join("bin")],
+            cni_conf_template: None,
         };
         Cni::new(&cfg, self.dir.join("cache")).with_timeout(Duration::from_secs(20))
     }

@@ -158,7 +158,9 @@ impl CriServer {
         };
         let parent = sb.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).unwrap_or_default();
         let apparmor = spec::security::host_apparmor_enabled().then_some(crate::container::apparmor::PROFILE);
+        let runtime_features = self.features.of(&self.runtime_for(&c.record.handler)?).await;
         let input = SpecInput {
+            runtime_features,
             container_id: &id,
             sandbox_id: &sb.record.id,
             apparmor_default: apparmor,

@@ -99,11 +99,24 @@ impl CriServer {
                     if !crate::persist::valid_id(name) {
                         continue;
                     }
-                    if let Some(c) = srv.registry.container(name) {
-                        if c.record.state == ContainerState::Exited {
-                            srv.emit_stopped(&c.record.id, &c.record.sandbox_id);
-                        }
+                    if srv.registry.container(name).is_none() {
+                        continue;
                     }
+                    // A container that exits before the runtime's `start` returns has its
+                    // exit file before StartContainer published "started": wait for the
+                    // container's lock (StartContainer holds it until then) so "stopped"
+                    // comes after "started". A task per exit keeps the other containers'
+                    // events from waiting on this one.
+                    let (srv, id) = (srv.clone(), name.to_string());
+                    tokio::spawn(async move {
+                        let lock = srv.registry.lock(&id);
+                        let _g = lock.lock().await;
+                        if let Some(c) = srv.registry.container(&id) {
+                            if c.record.state == ContainerState::Exited {
+                                srv.emit_stopped(&c.record.id, &c.record.sandbox_id);
+                            }
+                        }
+                    });
                 }
             }
         }))

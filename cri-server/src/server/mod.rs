@@ -22,6 +22,7 @@ mod image_remove;
 mod image_status;
 mod port_forward;
 mod recover;
+mod runtime_config_update;
 mod sandbox_list;
 mod sandbox_remove;
 mod sandbox_run;
@@ -59,6 +60,8 @@ pub struct CriServer {
     pub stats: Arc<Stats>,
     pub events: Arc<Events>,
     pub streaming: Arc<crate::streaming::Streaming>,
+    /// Each handler's runtime `features`, asked once.
+    pub features: Arc<crate::container::features::FeatureCache>,
 }
 
 impl CriServer {
@@ -74,7 +77,7 @@ impl CriServer {
         let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
         let stats = Arc::new(Stats::new(store.root()));
         let streaming = Arc::new(crate::streaming::Streaming::new(config.streaming.clone()));
-        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats, events: Arc::new(Events::default()), streaming }
+        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats, events: Arc::new(Events::default()), streaming, features: Default::default() }
     }
 
     /// The OCI runtime of a handler, with its own state root under ours.
@@ -211,6 +214,9 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         let driver = if self.systemd_cgroup() { cri::CgroupDriver::Systemd } else { cri::CgroupDriver::Cgroupfs };
         Ok(Response::new(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) }))
     }
+    async fn update_runtime_config(&self, r: Request<cri::UpdateRuntimeConfigRequest>) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        self.do_update_runtime_config(r.into_inner()).await.map(Response::new)
+    }
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
         self.do_exec_sync(r.into_inner()).await.map(Response::new)
     }
@@ -239,7 +245,6 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
     }
 
     unimplemented_rpcs! {
-        update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;

@@ -39,20 +39,32 @@ impl CriServer {
                 "config".to_string(),
                 serde_json::to_string(&*self.config).unwrap_or_default(),
             );
+            if let Some(c) = self.pod_cidr() {
+                info.insert("podCIDR".to_string(), c);
+            }
         }
-        let runtime_handlers = rt
-            .handlers
-            .keys()
-            .map(|name| cri::RuntimeHandler {
-                name: name.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let mut runtime_handlers = Vec::new();
+        for name in rt.handlers.keys() {
+            let features = self.handler_features(name).await;
+            runtime_handlers.push(cri::RuntimeHandler { name: name.clone(), features: Some(features) });
+        }
         Ok(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
             info,
             runtime_handlers,
-            features: None,
+            // SupplementalGroupsPolicy Strict/Merge is applied in the spec (container/spec/user.rs)
+            // and ContainerStatus.user reports the resulting identity.
+            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true }),
         })
+    }
+
+    /// What kubelet may ask of a handler: only what its runtime's `features` says it has.
+    async fn handler_features(&self, name: &str) -> cri::RuntimeHandlerFeatures {
+        let Ok(rt) = self.runtime_for(name) else { return Default::default() };
+        let f = self.features.of(&rt).await;
+        // mount_setattr(2) is Linux 5.12; a runtime announcing rro on an older kernel would
+        // fail every such mount at create time.
+        let kernel = crate::container::features::kernel_has_mount_setattr();
+        cri::RuntimeHandlerFeatures { recursive_read_only_mounts: f.recursive_read_only && kernel, ..Default::default() }
     }
 }

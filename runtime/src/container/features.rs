@@ -29,7 +29,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": KNOWN_OPTIONS,
+        "mountOptions": KNOWN_OPTIONS.iter().chain(crate::rootfs::mount_attr::REC_OPTIONS).collect::<Vec<_>>(),
         "linux": {
             "namespaces": namespaces(),
             "capabilities": capabilities(),
@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn every_listed_mount_option_is_parsed_as_an_option() {
         use crate::rootfs::mounts::parse_options;
-        for o in KNOWN_OPTIONS {
+        for o in KNOWN_OPTIONS.iter().chain(crate::rootfs::mount_attr::REC_OPTIONS) {
             let parsed = parse_options(&[o.to_string()]);
             assert!(parsed.data.is_empty(), "{o} would be passed to the filesystem as data");
         }

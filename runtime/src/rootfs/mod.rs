@@ -2,6 +2,7 @@
 //! hardening after it.
 
 pub mod devices;
+pub mod mount_attr;
 pub mod mounts;
 pub mod paths;
 pub mod safe_path;

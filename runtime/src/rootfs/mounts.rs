@@ -1,5 +1,6 @@
 //! Spec mounts: option parsing and mounting onto targets resolved inside the rootfs.
 
+use super::mount_attr::{self, RecAttr};
 use super::safe_path;
 use crate::error::{Context, Error, Result};
 use nix::errno::Errno;
@@ -16,10 +17,13 @@ pub struct Options {
     pub propagation: Vec<MsFlags>,
     /// Filesystem-specific options (`size=64m`, `mode=755`, ...).
     pub data: Vec<String>,
+    /// Attributes for the whole mount tree (`rro`, `rnosuid`, ...), set after the mount.
+    pub rec: RecAttr,
 }
 
 /// Every mount option berth recognises (as `berth features` reports them): the flag
-/// options below and the propagation options.
+/// options below and the propagation options; the recursive ones are in
+/// [`mount_attr::REC_OPTIONS`].
 pub const KNOWN_OPTIONS: &[&str] = &[
     "defaults", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async", "dirsync",
     "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
@@ -28,7 +32,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
 ];
 
 pub fn parse_options(opts: &[String]) -> Options {
-    let mut o = Options { flags: MsFlags::empty(), propagation: Vec::new(), data: Vec::new() };
+    let mut o = Options { flags: MsFlags::empty(), propagation: Vec::new(), data: Vec::new(), rec: RecAttr::default() };
     for opt in opts {
         let (set, clear) = match opt.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
@@ -59,7 +63,7 @@ pub fn parse_options(opts: &[String]) -> Options {
             p => {
                 if let Some(f) = propagation_flag(p) {
                     o.propagation.push(f);
-                } else {
+                } else if !mount_attr::apply_option(&mut o.rec, p) {
                     o.data.push(p.to_string());
                 }
                 continue;
@@ -161,6 +165,14 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
             mount(None::<&str>, &*top, None::<&str>, *p, None::<&str>)
                 .with_ctx(|| format!("set propagation of {}", dest.display()))?;
         }
+    }
+    if !opts.rec.is_empty() {
+        let top = mounted(ctx, dest)?;
+        use std::os::fd::AsFd;
+        mount_attr::set_recursive(top._fd.as_fd(), opts.rec).map_err(|e| match e {
+            Errno::ENOSYS => Error::Spec(format!("mount on {}: recursive mount options need mount_setattr(2) (Linux 5.12)", dest.display())),
+            cause => Error::Sys { context: format!("set recursive attributes of {}", dest.display()), cause },
+        })?;
     }
     Ok(())
 }

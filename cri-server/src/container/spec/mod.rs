@@ -91,6 +91,8 @@ pub struct SpecInput<'a> {
     /// `None` = AppArmor is not available on this host (see [`security::host_apparmor_enabled`]);
     /// `Some(name)` = it is, and `name` is the loaded profile RuntimeDefault means.
     pub apparmor_default: Option<&'a str>,
+    /// What the handler's runtime can do (its `features`).
+    pub runtime_features: crate::container::features::RuntimeFeatures,
 }
 
 #[derive(Clone, Debug)]
@@ -217,7 +219,7 @@ pub fn build(i: &SpecInput) -> Result<Built, SpecError> {
     let apparmor = security::apparmor(&sc, i.apparmor_default)?;
     let (masked, readonly) = security::masked_and_readonly_paths(&sc)?;
 
-    let mounts = mounts::mounts(cfg, i.sandbox, privileged, sc.readonly_rootfs)?;
+    let mounts = mounts::mounts(cfg, i.sandbox, privileged, sc.readonly_rootfs, i.runtime_features.recursive_read_only)?;
     let devices = devices::devices(cfg, privileged)?;
 
     let res = cfg.linux.as_ref().and_then(|l| l.resources.clone()).unwrap_or_default();

@@ -63,7 +63,8 @@ fn host_source(field: &str, p: &str) -> Result<PathBuf, SpecError> {
     })
 }
 
-pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly_rootfs: bool) -> Result<Mounts, SpecError> {
+/// `rro_supported`: the handler's runtime has the `rro` mount option (its `features`).
+pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly_rootfs: bool, rro_supported: bool) -> Result<Mounts, SpecError> {
     let mut binds: Vec<Bind> = Vec::new();
     let mut requested: HashSet<String> = HashSet::new();
     let mut propagation: Option<&str> = None;
@@ -81,8 +82,16 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
             if !cm.readonly {
                 return Err(invalid(format!("{field}: recursive_read_only needs readonly (a read-write mount cannot be recursively read-only)")));
             }
-            // The Status RPC advertises recursive_read_only_mounts = false, so kubelet never asks.
-            return Err(SpecError::Unsupported(format!("{field}: recursive read-only mounts are not supported by berth-cri yet")));
+            // A mount that receives new submounts from the host (rslave, rshared) would get
+            // writable ones after the fact: the KEP allows only private propagation.
+            if cm.propagation != MountPropagation::PropagationPrivate as i32 {
+                return Err(invalid(format!("{field}: recursive_read_only needs private propagation (new submounts would not be read-only)")));
+            }
+            // Status advertises recursive_read_only_mounts only for such handlers, so kubelet
+            // does not ask; a direct client gets told.
+            if !rro_supported {
+                return Err(SpecError::Unsupported(format!("{field}: recursive read-only mounts: this handler's runtime has no rro mount option")));
+            }
         }
         let src = host_source(&format!("{field}.host_path"), &cm.host_path)?;
         if !requested.insert(dst.clone()) {
@@ -103,8 +112,12 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
             Err(_) => return Err(invalid(format!("{field}: unknown propagation {}", cm.propagation))),
         };
         // selinux_relabel: nothing to do on a host without SELinux (berth-cri does not label).
-        let rw = if cm.readonly { "ro" } else { "rw" };
-        binds.push(Bind { dst, src, opts: vec!["rbind".into(), prop.into(), rw.into()] });
+        let mut opts: Vec<String> = vec!["rbind".into(), prop.into(), if cm.readonly { "ro" } else { "rw" }.into()];
+        // `ro` still makes the top mount read-only where `rro` is refused at run time.
+        if cm.recursive_read_only {
+            opts.push("rro".into());
+        }
+        binds.push(Bind { dst, src, opts });
     }
 
     // The sandbox's files, unless the request mounts something there.
@@ -185,7 +198,7 @@ mod tests {
     #[test]
     fn defaults_and_sandbox_files() {
         let t = TempDir::new("mnt");
-        let m = mounts(&ContainerConfig::default(), &sandbox(&t), false, false).unwrap();
+        let m = mounts(&ContainerConfig::default(), &sandbox(&t), false, false, true).unwrap();
         assert_eq!(
             dsts(&m),
             ["/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/shm"]
@@ -196,7 +209,7 @@ mod tests {
         assert_eq!(opts(find(&m, "/etc/hosts")), ["rbind", "rprivate", "rw"]);
         assert_eq!(m.rootfs_propagation, None);
         // Privileged: sysfs and cgroup writable; read-only root: the sandbox files too.
-        let m = mounts(&ContainerConfig::default(), &SandboxPaths { shm: None, ..sandbox(&t) }, true, true).unwrap();
+        let m = mounts(&ContainerConfig::default(), &SandboxPaths { shm: None, ..sandbox(&t) }, true, true, true).unwrap();
         assert!(opts(find(&m, "/sys")).contains(&"rw".to_string()));
         assert!(opts(find(&m, "/sys/fs/cgroup")).contains(&"rw".to_string()));
         assert_eq!(find(&m, "/dev/shm").typ().as_deref(), Some("tmpfs"), "no pod shm: a private tmpfs");
@@ -218,7 +231,7 @@ mod tests {
         top.propagation = MountPropagation::PropagationBidirectional as i32;
         let etc = cm(&t.path().join("c"), "/etc");
         c.mounts = vec![deep, mid, top, etc];
-        let m = mounts(&c, &sandbox(&t), false, false).unwrap();
+        let m = mounts(&c, &sandbox(&t), false, false, true).unwrap();
         let d = dsts(&m);
         let pos = |x: &str| d.iter().position(|y| y == x).unwrap();
         assert!(pos("/data") < pos("/data/x") && pos("/data/x") < pos("/data/x/y"), "{d:?}");
@@ -229,14 +242,14 @@ mod tests {
         assert_eq!(find(&m, "/data").typ().as_deref(), Some("bind"));
         assert_eq!(m.rootfs_propagation.as_deref(), Some("rshared"));
         c.mounts.retain(|x| x.propagation != MountPropagation::PropagationBidirectional as i32);
-        assert_eq!(mounts(&c, &sandbox(&t), false, false).unwrap().rootfs_propagation.as_deref(), Some("rslave"));
+        assert_eq!(mounts(&c, &sandbox(&t), false, false, true).unwrap().rootfs_propagation.as_deref(), Some("rslave"));
     }
 
     #[test]
     fn request_mounts_override_defaults_and_sandbox_files() {
         let t = TempDir::new("mnt-ovr");
         let c = ContainerConfig { mounts: vec![cm(t.path(), "/etc/hosts"), cm(t.path(), "/dev")], ..Default::default() };
-        let m = mounts(&c, &sandbox(&t), false, false).unwrap();
+        let m = mounts(&c, &sandbox(&t), false, false, true).unwrap();
         let d = dsts(&m);
         assert_eq!(d.iter().filter(|x| *x == "/etc/hosts").count(), 1);
         assert_eq!(find(&m, "/etc/hosts").source().as_deref(), Some(t.path()));
@@ -250,14 +263,14 @@ mod tests {
         std::fs::create_dir(t.path().join("real")).unwrap();
         std::os::unix::fs::symlink(t.path().join("real"), t.path().join("link")).unwrap();
         let c = ContainerConfig { mounts: vec![cm(&t.path().join("link"), "/x")], ..Default::default() };
-        let m = mounts(&c, &sandbox(&t), false, false).unwrap();
+        let m = mounts(&c, &sandbox(&t), false, false, true).unwrap();
         assert_eq!(find(&m, "/x").source().as_deref(), Some(t.path().join("real").as_path()));
     }
 
     #[test]
     fn bad_mounts_refused() {
         let t = TempDir::new("mnt-bad");
-        let code = |mnt: CriMount| mounts(&ContainerConfig { mounts: vec![mnt], ..Default::default() }, &sandbox(&t), false, false).unwrap_err().code();
+        let code = |mnt: CriMount| mounts(&ContainerConfig { mounts: vec![mnt], ..Default::default() }, &sandbox(&t), false, false, true).unwrap_err().code();
         use tonic::Code::*;
         assert_eq!(code(cm(t.path(), "rel/path")), InvalidArgument);
         assert_eq!(code(cm(t.path(), "")), InvalidArgument);
@@ -267,9 +280,15 @@ mod tests {
         assert_eq!(code(cm(&t.path().join("missing"), "/x")), InvalidArgument);
         assert_eq!(code(CriMount { propagation: 7, ..cm(t.path(), "/x") }), InvalidArgument);
         assert_eq!(code(CriMount { recursive_read_only: true, ..cm(t.path(), "/x") }), InvalidArgument);
-        assert_eq!(code(CriMount { recursive_read_only: true, readonly: true, ..cm(t.path(), "/x") }), FailedPrecondition);
+        // Read-only, private, supported: accepted as rbind + ro + rro.
+        let ok = ContainerConfig { mounts: vec![CriMount { recursive_read_only: true, readonly: true, ..cm(t.path(), "/x") }], ..Default::default() };
+        let m = mounts(&ok, &sandbox(&t), false, false, true).unwrap();
+        assert!(find(&m, "/x").options().as_ref().unwrap().iter().any(|o| o == "rro"));
+        assert_eq!(mounts(&ok, &sandbox(&t), false, false, false).unwrap_err().code(), FailedPrecondition, "runtime without rro");
+        let slave = CriMount { recursive_read_only: true, readonly: true, propagation: MountPropagation::PropagationHostToContainer as i32, ..cm(t.path(), "/x") };
+        assert_eq!(code(slave), InvalidArgument);
         assert_eq!(code(CriMount { image: Some(ImageSpec { image: "busybox".into(), ..Default::default() }), ..cm(t.path(), "/x") }), FailedPrecondition);
         let twice = ContainerConfig { mounts: vec![cm(t.path(), "/x"), cm(t.path(), "/x/")], ..Default::default() };
-        assert_eq!(mounts(&twice, &sandbox(&t), false, false).unwrap_err().code(), InvalidArgument);
+        assert_eq!(mounts(&twice, &sandbox(&t), false, false, true).unwrap_err().code(), InvalidArgument);
     }
 }

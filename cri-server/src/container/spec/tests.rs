@@ -61,6 +61,7 @@ impl Parts {
             oom_score_adj_min: -999,
             seccomp_localhost_root: None,
             apparmor_default: None,
+            runtime_features: Default::default(),
         }
     }
 }

@@ -1,0 +1,84 @@
+//! What a handler's OCI runtime can do, from its `features` command (runtime-spec
+//! features.md): asked once per handler and kept, because the answer is a property of the
+//! installed binary and every CreateContainer and Status needs it.
+//!
+//! A runtime without `features` (runc before 1.1, old crun) answers nothing: then it has
+//! none of the optional features, which is the safe reading.
+
+use super::runtime::Runtime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The optional features berth-cri asks of a runtime.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeFeatures {
+    /// `rro` mount option: recursive read-only mounts (KEP-3857).
+    pub recursive_read_only: bool,
+    /// Id-mapped mounts (`mountExtensions.idmap.enabled`).
+    pub idmap_mounts: bool,
+}
+
+impl RuntimeFeatures {
+    /// Reads a `features` document; unknown or missing fields mean "not supported".
+    pub fn from_json(doc: &serde_json::Value) -> RuntimeFeatures {
+        let has_opt = |o: &str| doc["mountOptions"].as_array().is_some_and(|a| a.iter().any(|v| v.as_str() == Some(o)));
+        RuntimeFeatures {
+            recursive_read_only: has_opt("rro"),
+            idmap_mounts: doc["linux"]["mountExtensions"]["idmap"]["enabled"].as_bool() == Some(true),
+        }
+    }
+}
+
+/// The features of every handler asked so far, keyed by the runtime's path.
+#[derive(Default)]
+pub struct FeatureCache {
+    by_path: Mutex<HashMap<std::path::PathBuf, Arc<OnceCell<RuntimeFeatures>>>>,
+}
+
+impl FeatureCache {
+    pub async fn of(&self, rt: &Runtime) -> RuntimeFeatures {
+        let cell = {
+            let mut m = self.by_path.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(rt.path.clone()).or_default().clone()
+        };
+        *cell
+            .get_or_init(|| async {
+                match rt.run(&["features"], None, Duration::from_secs(10)).await {
+                    Ok(out) => serde_json::from_str(&out).map(|v| RuntimeFeatures::from_json(&v)).unwrap_or_default(),
+                    Err(_) => RuntimeFeatures::default(),
+                }
+            })
+            .await
+    }
+}
+
+/// Whether this kernel has mount_setattr(2) (Linux 5.12): asked with an invalid fd, a
+/// kernel that has it says EBADF, one that lacks it ENOSYS.
+pub fn kernel_has_mount_setattr() -> bool {
+    // SAFETY: no pointer is dereferenced for fd -1; the kernel fails the call early.
+    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null_mut::<libc::c_void>(), 0usize) };
+    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rro_and_idmap() {
+        let doc = serde_json::json!({"mountOptions": ["ro", "rro"], "linux": {"mountExtensions": {"idmap": {"enabled": true}}}});
+        assert_eq!(RuntimeFeatures::from_json(&doc), RuntimeFeatures { recursive_read_only: true, idmap_mounts: true });
+        // runc 1.1: no rro, no mountExtensions.
+        let doc = serde_json::json!({"mountOptions": ["ro", "rbind"], "linux": {}});
+        assert_eq!(RuntimeFeatures::from_json(&doc), RuntimeFeatures::default());
+        assert_eq!(RuntimeFeatures::from_json(&serde_json::json!("garbage")), RuntimeFeatures::default());
+    }
+
+    #[test]
+    fn this_kernel_has_mount_setattr() {
+        // Every kernel berth is tested on (6.1 in the VM bed, 6.18 here) has it.
+        assert!(kernel_has_mount_setattr());
+    }
+}
