@@ -75,8 +75,10 @@ for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 SKIP='public image with digest|should terminate with exitCode 137 and reason OOMKilled'
 cd "$work/run"
 "$kit/bin/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
-  --ginkgo.skip="$SKIP" --ginkgo.no-color > "$work/critest.log" 2>&1
+  --ginkgo.skip="$SKIP" --ginkgo.no-color --ginkgo.v > "$work/critest.log" 2>&1
 rc=$?
+# CRITEST_LOG=<file>: keep the full per-spec log (for docs/CRI.md's table).
+if [ -n "${CRITEST_LOG:-}" ]; then cp "$work/critest.log" "$CRITEST_LOG"; fi
 grep -E '^(Ran [0-9]+ of|SUCCESS|FAIL!)|^\s*\[FAIL\]' "$work/critest.log"
 if [ $rc -ne 0 ]; then
   echo "critest failed (exit $rc); daemon log tail:"; tail -30 "$work/daemon.log"

@@ -28,6 +28,8 @@ async fn recursive_read_only_volumes() {
     let st = n.rt.status(cri::StatusRequest { verbose: false }).await.unwrap().into_inner();
     let h = st.runtime_handlers.iter().find(|h| h.name == handler).unwrap_or_else(|| panic!("{handler} in {:?}", st.runtime_handlers));
     assert_eq!(h.features.as_ref().map(|f| f.recursive_read_only_mounts), Some(true), "handler {}: {:?}", h.name, h.features);
+    assert_eq!(st.runtime_handlers[0].name, "", "the default handler, as kubelet names it");
+    assert_eq!(st.runtime_handlers[0].features, h.features);
 
     // A host path with a submount (detached by the TempDir, which drops before the node).
     let host = TempDir::new("bt-rro");

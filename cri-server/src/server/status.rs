@@ -43,7 +43,9 @@ impl CriServer {
                 info.insert("podCIDR".to_string(), c);
             }
         }
-        let mut runtime_handlers = Vec::new();
+        // The default handler is listed first under the empty name too: that is how kubelet
+        // (and critest) name it when a pod has no RuntimeClass.
+        let mut runtime_handlers = vec![cri::RuntimeHandler { name: String::new(), features: Some(self.handler_features(&rt.default_handler).await) }];
         for name in rt.handlers.keys() {
             let features = self.handler_features(name).await;
             runtime_handlers.push(cri::RuntimeHandler { name: name.clone(), features: Some(features) });
