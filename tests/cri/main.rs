@@ -12,6 +12,7 @@ mod hostile;
 mod hostile_registry;
 mod import;
 mod load;
+mod metrics;
 mod network;
 mod pull;
 mod rootfs;
