@@ -14,6 +14,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::config::Config;
 use crate::image::store::{flock, Store, StoreError};
 use crate::image::unpack::UnpackOptions;
+use crate::metrics::layer::RpcMetricsLayer;
 use crate::server::{CriServer, ImageServiceServer, RuntimeServiceServer};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::http::MetricsError),
+    #[error("config: metrics.address: {0}")]
+    MetricsAddress(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -79,6 +84,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     srv.recover().await;
     let _exits = srv.watch_exits().map_err(io_at(&srv.registry.root))?;
     crate::streaming::start(srv.clone()).await?;
+    if config.metrics.enable {
+        start_metrics(&srv).await?;
+    }
     tracing::info!(socket = %sock.display(), image_root = %config.image.root.display(), "berth-cri serving CRI v1");
 
     let mut term = signal(SignalKind::terminate()).map_err(io_at(&sock))?;
@@ -90,6 +98,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         }
     };
     let res = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer::new(srv.metrics.clone()))
         .add_service(RuntimeServiceServer::new(srv.clone()))
         .add_service(ImageServiceServer::new(srv))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
@@ -97,4 +106,18 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let _ = fs::remove_file(&sock);
     tracing::info!("stopped");
     res.map_err(DaemonError::from)
+}
+
+/// Serves `/metrics` on the configured loopback address; the object gauges are taken from
+/// the registry at each scrape.
+async fn start_metrics(srv: &CriServer) -> Result<(), DaemonError> {
+    let addr = crate::config::check_metrics_address(&srv.config.metrics.address).map_err(DaemonError::MetricsAddress)?;
+    let s = srv.clone();
+    let render: crate::metrics::http::Render = Arc::new(move || {
+        s.count_objects();
+        s.metrics.encode()
+    });
+    let local = crate::metrics::http::start(addr, render).await?;
+    tracing::info!(address = %local, "metrics endpoint listening");
+    Ok(())
 }

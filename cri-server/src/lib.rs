@@ -7,6 +7,7 @@ pub mod container;
 pub mod daemon;
 pub mod events;
 pub mod image;
+pub mod metrics;
 pub mod network;
 pub mod persist;
 pub mod play;

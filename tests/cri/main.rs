@@ -13,6 +13,7 @@ mod hostile_registry;
 mod image_ids;
 mod import;
 mod load;
+mod metrics;
 mod network;
 mod pull;
 mod rootfs;

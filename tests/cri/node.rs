@@ -33,6 +33,11 @@ fn runtime() -> String {
 
 impl Node {
     pub async fn start(test: &str) -> Node {
+        Self::start_with(test, "").await
+    }
+
+    /// As `start`, with `conf_d` as a drop-in of the daemon's config.
+    pub async fn start_with(test: &str, conf_d: &str) -> Node {
         let net = crate::network::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let rules_before = crate::network::iptables_rules();
         let env = Env::new("unqualified-search-registries = []\n");
@@ -77,6 +82,7 @@ impl Node {
         docker_archive_with(&archive, &[busybox_layer()], IMAGE, serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]}));
         let o = env.cli(&["image", "import", archive.to_str().unwrap()]);
         assert!(o.status.success(), "image import: {}", crate::common::stderr(&o));
+        std::fs::write(env.p("conf.d/90-test.conf"), conf_d).unwrap();
         let daemon = env.start();
         let (rt, img) = clients(&daemon).await;
         Node { _net: net, rules_before, env, daemon, rt, img, bridge }

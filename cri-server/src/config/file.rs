@@ -16,6 +16,14 @@ pub struct FileConfig {
     pub image: Option<ImageSection>,
     pub network: Option<NetworkSection>,
     pub streaming: Option<StreamingSection>,
+    pub metrics: Option<MetricsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub enable: Option<bool>,
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,5 +227,42 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
             }
         }
     }
+    if let Some(a) = cfg.metrics.as_ref().and_then(|m| m.address.as_ref()) {
+        check_metrics_address(a).map_err(|m| bad(path, "metrics.address", m))?;
+    }
     Ok(())
+}
+
+/// The endpoint has no TLS and no authentication, and its labels name every operation the
+/// node's kubelet runs: it stays on loopback, where only the node's own processes (a local
+/// Prometheus agent, or a proxy that adds TLS) reach it.
+pub fn check_metrics_address(a: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = a.parse().map_err(|_| format!("must be ip:port (e.g. \"127.0.0.1:9537\"), got {a:?}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("must be a loopback address (127.0.0.0/8 or [::1]): the endpoint has no TLS or authentication, got {a:?}"));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_address_is_loopback_ip_and_port() {
+        assert_eq!(check_metrics_address("127.0.0.1:9537").unwrap().port(), 9537);
+        assert!(check_metrics_address("[::1]:0").is_ok());
+        assert!(check_metrics_address("127.0.0.1").unwrap_err().contains("ip:port"));
+        assert!(check_metrics_address("localhost:9537").is_err());
+        assert!(check_metrics_address("0.0.0.0:9537").unwrap_err().contains("loopback"));
+        assert!(check_metrics_address("10.1.2.3:9537").unwrap_err().contains("loopback"));
+    }
+
+    #[test]
+    fn a_file_with_a_remote_metrics_address_is_refused() {
+        let e = parse_str(Path::new("/x.conf"), "[metrics]\nenable = true\naddress = \"0.0.0.0:9537\"\n").unwrap_err();
+        assert!(e.to_string().contains("metrics.address"), "{e}");
+        let ok = parse_str(Path::new("/x.conf"), "[metrics]\nenable = true\naddress = \"127.0.0.1:9999\"\n").unwrap();
+        assert_eq!(ok.metrics.unwrap().enable, Some(true));
+    }
 }

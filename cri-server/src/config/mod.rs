@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use file::LOG_LEVELS;
+pub use file::{check_metrics_address, LOG_LEVELS};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/berth.conf";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/berth/berth.conf.d";
@@ -42,6 +42,7 @@ pub struct Config {
     pub image: ImageConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
     /// Files that were applied, in order (not an option; shown in `config` output).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -112,6 +113,15 @@ pub struct StreamingConfig {
     pub stream_creation_timeout: u64,
     /// Seconds a URL stays valid.
     pub token_ttl: u64,
+}
+
+/// The daemon's Prometheus endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enable: bool,
+    /// `ip:port` on loopback (validated when read); port 0 = any free port.
+    pub address: String,
 }
 
 /// Values given on the command line; they win over every file.
@@ -188,6 +198,8 @@ impl Default for Config {
                 stream_creation_timeout: 30,
                 token_ttl: 60,
             },
+            // CRI-O's metrics port; off by default, as in CRI-O.
+            metrics: MetricsConfig { enable: false, address: "127.0.0.1:9537".into() },
             sources: Vec::new(),
         }
     }
@@ -295,6 +307,10 @@ impl Config {
             set(&mut self.streaming.idle_timeout, st.idle_timeout);
             set(&mut self.streaming.stream_creation_timeout, st.stream_creation_timeout);
             set(&mut self.streaming.token_ttl, st.token_ttl);
+        }
+        if let Some(m) = f.metrics {
+            set(&mut self.metrics.enable, m.enable);
+            set(&mut self.metrics.address, m.address);
         }
     }
 

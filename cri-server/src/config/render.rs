@@ -128,5 +128,13 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "stream_creation_timeout = {}", st.stream_creation_timeout);
     let _ = writeln!(o, "# Seconds a returned URL stays valid (it is single-use). Default: 60.");
     let _ = writeln!(o, "token_ttl = {}", st.token_ttl);
+
+    let _ = writeln!(o, "\n[metrics]");
+    let _ = writeln!(o, "# Serve the daemon's own Prometheus metrics (CRI calls, errors, latency, image pulls,");
+    let _ = writeln!(o, "# containers and pods) at http://<address>/metrics. Default: false.");
+    let _ = writeln!(o, "enable = {}", c.metrics.enable);
+    let _ = writeln!(o, "# ip:port of that endpoint; loopback only (no TLS, no authentication); port 0 = a free");
+    let _ = writeln!(o, "# port chosen at start. Default: \"127.0.0.1:9537\".");
+    let _ = writeln!(o, "address = {}", s(&c.metrics.address));
     o
 }

@@ -15,7 +15,12 @@ impl CriServer {
                 .map_err(|e| Status::invalid_argument(e.to_string()))?,
             None => None,
         };
-        match self.puller.pull(&image, creds).await {
+        let res = self.puller.pull(&image, creds).await;
+        match &res {
+            Ok(rec) => self.metrics.pull_succeeded(rec.size),
+            Err(_) => self.metrics.pull_failed(),
+        }
+        match res {
             Ok(rec) => Ok(cri::PullImageResponse { image_ref: rec.id }),
             Err(e @ PullError::Resolve(_)) => Err(Status::invalid_argument(e.to_string())),
             Err(e) => Err(Status::unknown(e.to_string())),

@@ -20,10 +20,12 @@ mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+mod metric_descriptors;
 mod port_forward;
 mod recover;
 mod runtime_config_update;
 mod sandbox_list;
+mod sandbox_metrics;
 mod sandbox_remove;
 mod sandbox_run;
 mod sandbox_stats;
@@ -62,6 +64,8 @@ pub struct CriServer {
     pub streaming: Arc<crate::streaming::Streaming>,
     /// Each handler's runtime `features`, asked once.
     pub features: Arc<crate::container::features::FeatureCache>,
+    /// The daemon's own counters (served only with `metrics.enable`, kept always: cheap).
+    pub metrics: Arc<crate::metrics::daemon::DaemonMetrics>,
 }
 
 impl CriServer {
@@ -77,7 +81,18 @@ impl CriServer {
         let cni = Arc::new(Cni::new(&config.network, root.join("cni-cache")));
         let stats = Arc::new(Stats::new(store.root()));
         let streaming = Arc::new(crate::streaming::Streaming::new(config.streaming.clone()));
-        CriServer { config, store, puller, registry: Arc::new(registry), cni, stats, events: Arc::new(Events::default()), streaming, features: Default::default() }
+        CriServer {
+            config,
+            store,
+            puller,
+            registry: Arc::new(registry),
+            cni,
+            stats,
+            events: Arc::new(Events::default()),
+            streaming,
+            features: Default::default(),
+            metrics: Arc::new(crate::metrics::daemon::DaemonMetrics::new()),
+        }
     }
 
     /// The OCI runtime of a handler, with its own state root under ours.
@@ -94,6 +109,20 @@ impl CriServer {
     /// Whether the node's cgroup manager is systemd (`runtime.cgroup_manager`).
     pub(crate) fn systemd_cgroup(&self) -> bool {
         self.config.runtime.cgroup_manager == "systemd"
+    }
+
+    /// Sets the daemon's container and pod gauges from the registry (at each scrape).
+    pub(crate) fn count_objects(&self) {
+        use crate::container::record::ContainerState as C;
+        use crate::sandbox::SandboxState as S;
+        let cs = self.registry.containers();
+        let ps = self.registry.sandboxes();
+        let nc = |s: C| cs.iter().filter(|c| c.record.state == s).count() as i64;
+        let np = |s: S| ps.iter().filter(|p| p.record.state == s).count() as i64;
+        self.metrics.set_objects(
+            &[("creating", nc(C::Creating)), ("created", nc(C::Created)), ("running", nc(C::Running)), ("exited", nc(C::Exited))],
+            &[("creating", np(S::Creating)), ("ready", np(S::Ready)), ("notready", np(S::NotReady))],
+        );
     }
 
     /// Normalised names a reference may be stored under.
@@ -244,9 +273,14 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_port_forward(r.into_inner()).await.map(Response::new)
     }
 
+    async fn list_metric_descriptors(&self, r: Request<cri::ListMetricDescriptorsRequest>) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+        self.do_list_metric_descriptors(r.into_inner()).await.map(Response::new)
+    }
+    async fn list_pod_sandbox_metrics(&self, r: Request<cri::ListPodSandboxMetricsRequest>) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+        self.do_list_pod_sandbox_metrics(r.into_inner()).await.map(Response::new)
+    }
+
     unimplemented_rpcs! {
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
     }
 }

@@ -25,7 +25,7 @@ macro_rules! unimplemented_rpcs {
 
 pub(crate) fn not_yet(rpc: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!(
-        "berth-cri: RuntimeService/{rpc} is not implemented yet (streaming, checkpoint \
-         and metrics come with later issues)"
+        "berth-cri: RuntimeService/{rpc} is not implemented yet (checkpoint and \
+         runtime config updates come with later issues)"
     ))
 }

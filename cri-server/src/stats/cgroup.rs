@@ -104,12 +104,16 @@ pub struct Memory {
     pub major_page_faults: u64,
     /// The limit minus the working set, when there is a limit.
     pub available: Option<u64>,
+    /// The limit itself (`None`: unlimited, or no memory controller).
+    pub limit: Option<u64>,
+    /// Page cache (`file` / `total_cache`); `None` where only /proc gave the numbers.
+    pub cache: Option<u64>,
 }
 
 impl Memory {
-    /// From a usage, a limit and memory.stat, whose keys for inactive file pages, rss and
-    /// the two fault counts differ between v2 and v1.
-    fn from_stat(usage: u64, limit: Option<u64>, stat: &[(String, u64)], [inactive, rss, faults, major]: [&str; 4]) -> Memory {
+    /// From a usage, a limit and memory.stat, whose keys for inactive file pages, rss, the
+    /// two fault counts and the page cache differ between v2 and v1.
+    fn from_stat(usage: u64, limit: Option<u64>, stat: &[(String, u64)], [inactive, rss, faults, major, cache]: [&str; 5]) -> Memory {
         let working_set = usage.saturating_sub(get(stat, inactive).unwrap_or(0));
         Memory {
             usage,
@@ -118,6 +122,8 @@ impl Memory {
             page_faults: get(stat, faults).unwrap_or(0),
             major_page_faults: get(stat, major).unwrap_or(0),
             available: limit.map(|l| l.saturating_sub(working_set)),
+            limit,
+            cache: Some(get(stat, cache).unwrap_or(0)),
         }
     }
 }
@@ -179,7 +185,7 @@ pub fn read_unified(dir: &Path) -> Usage {
     if let Some(usage) = read_u64(&dir.join("memory.current")) {
         let stat = keyed(&dir.join("memory.stat")).unwrap_or_default();
         let limit = read_u64(&dir.join("memory.max"));
-        u.memory = Some(Memory::from_stat(usage, limit, &stat, ["inactive_file", "anon", "pgfault", "pgmajfault"]));
+        u.memory = Some(Memory::from_stat(usage, limit, &stat, ["inactive_file", "anon", "pgfault", "pgmajfault", "file"]));
     }
     u.pids = read_u64(&dir.join("pids.current"));
     u
@@ -196,7 +202,7 @@ fn read_v1(mounts: &Mounts, own: &Membership, it: &Membership, u: &mut Usage) {
                 let stat = keyed(&d.join("memory.stat")).unwrap_or_default();
                 // v1 says "no limit" with a huge page-aligned number, not "max".
                 let limit = read_u64(&d.join("memory.limit_in_bytes")).filter(|l| *l < (1u64 << 62));
-                u.memory = Some(Memory::from_stat(usage, limit, &stat, ["total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault"]));
+                u.memory = Some(Memory::from_stat(usage, limit, &stat, ["total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault", "total_cache"]));
             }
         }
     }
@@ -304,14 +310,15 @@ mod tests {
         std::fs::write(d.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n").unwrap();
         std::fs::write(d.join("memory.current"), "10000\n").unwrap();
         std::fs::write(d.join("memory.stat"), "anon 4000\nfile 6000\ninactive_file 2500\npgfault 77\npgmajfault 3\n").unwrap();
-        std::fs::write(d.join("memory.max"), "max\n").unwrap();
+        std::fs::write(d.join("memory.max"), "1000000\n").unwrap();
         std::fs::write(d.join("pids.current"), "4\n").unwrap();
         let u = read_unified(&d);
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(u.cpu_ns, Some(1_500_000));
         assert_eq!(u.pids, Some(4));
         let m = u.memory.unwrap();
-        assert_eq!((m.usage, m.working_set, m.rss, m.page_faults, m.major_page_faults, m.available), (10000, 7500, 4000, 77, 3, None));
+        assert_eq!((m.usage, m.working_set, m.rss, m.page_faults, m.major_page_faults), (10000, 7500, 4000, 77, 3));
+        assert_eq!((m.available, m.limit, m.cache), (Some(992_500), Some(1_000_000), Some(6000)));
     }
 
     #[test]

@@ -38,6 +38,19 @@ struct Sample {
     timestamp: i64,
 }
 
+/// One container's raw numbers at one instant, for ListPodSandboxMetrics: the same reads
+/// as ContainerStats, without the CPU rate (a metrics scrape must not move the rate's
+/// previous sample under the stats RPCs' feet).
+#[derive(Debug, Default, Clone)]
+pub struct Reading {
+    /// ns since the epoch.
+    pub timestamp: i64,
+    /// `None`: the container does not run.
+    pub usage: Option<cgroup::Usage>,
+    /// The writable layer (`None`: no upper directory).
+    pub writable: Option<fs::DirUsage>,
+}
+
 impl Stats {
     pub fn new(image_root: &Path) -> Stats {
         Stats {
@@ -83,6 +96,25 @@ impl Stats {
         }
     }
 
+    /// The raw numbers of one container (see `Reading`).
+    pub fn reading(&self, c: &Container) -> Reading {
+        let s = self.sample(c);
+        Reading { timestamp: s.timestamp, usage: s.usage, writable: self.writable(&c.record.id) }
+    }
+
+    fn writable(&self, id: &str) -> Option<fs::DirUsage> {
+        fs::usage(&self.rootfs_root.join(id).join("upper"))
+    }
+
+    /// The counters of a pod's own network namespace (`None`: host network, no namespace,
+    /// or unreadable).
+    pub fn pod_network(sb: &Sandbox) -> Option<Vec<net::Interface>> {
+        match (&sb.record.netns, sb.record.host_network) {
+            (Some(ns), false) => net::interfaces(ns).ok(),
+            _ => None,
+        }
+    }
+
     /// Stats of one container; a container that does not run has its attributes and
     /// writable layer only.
     pub fn container(&self, c: &Container) -> cri::ContainerStats {
@@ -95,8 +127,7 @@ impl Stats {
         let since = if r.started_at > 0 { r.started_at } else { r.created_at };
         let cpu = s.usage.as_ref().and_then(|u| u.cpu_ns).map(|ns| self.cpu(&r.id, s.timestamp, ns, since));
         let memory = s.usage.as_ref().and_then(|u| u.memory.as_ref()).map(|m| Self::memory(s.timestamp, m));
-        let upper = self.rootfs_root.join(&r.id).join("upper");
-        let writable_layer = fs::usage(&upper).map(|u| cri::FilesystemUsage {
+        let writable_layer = self.writable(&r.id).map(|u| cri::FilesystemUsage {
             timestamp: s.timestamp,
             fs_id: Some(cri::FilesystemIdentifier { mountpoint: self.rootfs_root.display().to_string() }),
             used_bytes: u64v(u.bytes),
@@ -146,20 +177,17 @@ impl Stats {
                 Some(cri::ProcessUsage { timestamp, process_count: u64v(procs) }),
             )
         };
-        let network = match (&r.netns, r.host_network) {
-            (Some(ns), false) => net::interfaces(ns).ok().map(|ifs| {
-                let iface = |i: &net::Interface| cri::NetworkInterfaceUsage {
-                    name: i.name.clone(),
-                    rx_bytes: u64v(i.rx_bytes),
-                    rx_errors: u64v(i.rx_errors),
-                    tx_bytes: u64v(i.tx_bytes),
-                    tx_errors: u64v(i.tx_errors),
-                };
-                let default = ifs.iter().find(|i| i.name == "eth0").or(ifs.first());
-                cri::NetworkUsage { timestamp, default_interface: default.map(iface), interfaces: ifs.iter().map(iface).collect() }
-            }),
-            _ => None,
-        };
+        let network = Self::pod_network(sb).map(|ifs| {
+            let iface = |i: &net::Interface| cri::NetworkInterfaceUsage {
+                name: i.name.clone(),
+                rx_bytes: u64v(i.rx_bytes),
+                rx_errors: u64v(i.rx_errors),
+                tx_bytes: u64v(i.tx_bytes),
+                tx_errors: u64v(i.tx_errors),
+            };
+            let default = ifs.iter().find(|i| i.name == "eth0").or(ifs.first());
+            cri::NetworkUsage { timestamp, default_interface: default.map(iface), interfaces: ifs.iter().map(iface).collect() }
+        });
         cri::PodSandboxStats {
             attributes: Some(cri::PodSandboxAttributes {
                 id: r.id.clone(),

@@ -9,9 +9,13 @@ use std::path::Path;
 pub struct Interface {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// Parses /proc/net/dev: two header lines, then `name: rx_bytes packets errs drop fifo
@@ -22,10 +26,20 @@ pub fn parse_dev(text: &str) -> Vec<Interface> {
         .filter_map(|l| {
             let (name, rest) = l.split_once(':')?;
             let v: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-            if v.len() < 11 {
+            if v.len() < 12 {
                 return None;
             }
-            Some(Interface { name: name.trim().to_string(), rx_bytes: v[0], rx_errors: v[2], tx_bytes: v[8], tx_errors: v[10] })
+            Some(Interface {
+                name: name.trim().to_string(),
+                rx_bytes: v[0],
+                rx_packets: v[1],
+                rx_errors: v[2],
+                rx_dropped: v[3],
+                tx_bytes: v[8],
+                tx_packets: v[9],
+                tx_errors: v[10],
+                tx_dropped: v[11],
+            })
         })
         .collect()
 }
@@ -48,10 +62,21 @@ mod tests {
 
     #[test]
     fn net_dev_is_parsed() {
-        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 123456     100    1    0    0     0          0         0    65432      90    2    0    0     0       0          0\n";
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 123456     100    1    4    0     0          0         0    65432      90    2    5    0     0       0          0\n";
         let v = parse_dev(text);
         assert_eq!(v.len(), 2);
-        assert_eq!(v[1], Interface { name: "eth0".into(), rx_bytes: 123456, rx_errors: 1, tx_bytes: 65432, tx_errors: 2 });
+        let want = Interface {
+            name: "eth0".into(),
+            rx_bytes: 123456,
+            rx_packets: 100,
+            rx_errors: 1,
+            rx_dropped: 4,
+            tx_bytes: 65432,
+            tx_packets: 90,
+            tx_errors: 2,
+            tx_dropped: 5,
+        };
+        assert_eq!(v[1], want);
     }
 
     #[test]
