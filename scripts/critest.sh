@@ -61,11 +61,58 @@ path = "${BERTH_RUNTIME_PATH:-$bin/berth}"
 cni_conf_dir = "$work/cni"
 cni_plugin_dirs = ["/usr/lib/cni"]
 TOML
+if [ "${CRITEST_DAEMON:-berth-cri}" = containerd ]; then
+  # The reference for bench/critest-bench.sh: Debian's containerd (CRI plugin, runc) on the same
+  # bridge, CNI config and registry, with a fresh root, state and socket of its own.
+  c=$work/ctd
+  sock=$c/containerd.sock
+  for p in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io; do
+    mkdir -p "$c/certs.d/$p"
+    printf 'server = "http://127.0.0.1:5000"\n[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve"]\n' > "$c/certs.d/$p/hosts.toml"
+  done
+  cri='plugins."io.containerd.grpc.v1.cri"'
+  cat > "$c/config.toml" <<TOML
+version = 2
+root = "$c/root"
+state = "$c/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[$cri]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  tolerate_missing_hugetlb_controller = true
+[$cri.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+[$cri.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[$cri.containerd.runtimes.runc.options]
+  Root = "$c/runc"
+  SystemdCgroup = false
+[$cri.cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$work/cni"
+  max_conf_num = 1
+[$cri.registry]
+  config_path = "$c/certs.d"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$c/opt"
+TOML
+  containerd --config "$c/config.toml" --log-level warn 2> "$work/daemon.log" &
+  daemon=$!
+else
 sock=$work/berth.sock
 "$bin/berth-cri" --config "$work/berth.conf" --config-dir "$work/conf.d" --socket "$sock" --state-root "$work/state" \
   --image-root "$work/images" --registries-conf "$work/registries.conf" --registries-conf-dir "$work/conf.d" \
   --log-level info 2> "$work/daemon.log" &
 daemon=$!
+fi
 for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 
 # Specs this build cannot pass, and why:
@@ -74,8 +121,12 @@ for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 #    through the CRI in the VM bed: tests/cgroup2/cri.rs).
 SKIP='public image with digest|should terminate with exitCode 137 and reason OOMKilled'
 cd "$work/run"
+# CRITEST_ARGS: extra critest flags (bench/critest-bench.sh passes -benchmark, which sets its own
+# reporter verbosity, so -v is left out then).
+verbose=--ginkgo.v
+case "${CRITEST_ARGS:-}" in *-benchmark*) verbose= ;; esac
 "$kit/bin/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
-  --ginkgo.skip="$SKIP" --ginkgo.no-color --ginkgo.v > "$work/critest.log" 2>&1
+  --ginkgo.skip="$SKIP" --ginkgo.no-color $verbose ${CRITEST_ARGS:-} > "$work/critest.log" 2>&1
 rc=$?
 # CRITEST_LOG=<file>: keep the full per-spec log (for docs/CRI.md's table).
 if [ -n "${CRITEST_LOG:-}" ]; then cp "$work/critest.log" "$CRITEST_LOG"; fi
