@@ -45,10 +45,14 @@ impl FeatureCache {
         };
         *cell
             .get_or_init(|| async {
-                match rt.run(&["features"], None, Duration::from_secs(10)).await {
+                let mut f = match rt.run(&["features"], None, Duration::from_secs(10)).await {
                     Ok(out) => serde_json::from_str(&out).map(|v| RuntimeFeatures::from_json(&v)).unwrap_or_default(),
                     Err(_) => RuntimeFeatures::default(),
-                }
+                };
+                // A runtime announcing rro on a kernel without mount_setattr(2) (before 5.12)
+                // would fail every such mount at create time: not a feature here.
+                f.recursive_read_only &= kernel_has_mount_setattr();
+                f
             })
             .await
     }

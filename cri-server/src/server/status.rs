@@ -64,9 +64,6 @@ impl CriServer {
     async fn handler_features(&self, name: &str) -> cri::RuntimeHandlerFeatures {
         let Ok(rt) = self.runtime_for(name) else { return Default::default() };
         let f = self.features.of(&rt).await;
-        // mount_setattr(2) is Linux 5.12; a runtime announcing rro on an older kernel would
-        // fail every such mount at create time.
-        let kernel = crate::container::features::kernel_has_mount_setattr();
-        cri::RuntimeHandlerFeatures { recursive_read_only_mounts: f.recursive_read_only && kernel, ..Default::default() }
+        cri::RuntimeHandlerFeatures { recursive_read_only_mounts: f.recursive_read_only, ..Default::default() }
     }
 }

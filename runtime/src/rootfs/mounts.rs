@@ -159,15 +159,16 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
             r => r.with_ctx(what)?,
         }
     }
-    if !opts.propagation.is_empty() {
-        let top = mounted(ctx, dest)?;
-        for p in &opts.propagation {
-            mount(None::<&str>, &*top, None::<&str>, *p, None::<&str>)
-                .with_ctx(|| format!("set propagation of {}", dest.display()))?;
-        }
+    if opts.propagation.is_empty() && opts.rec.is_empty() {
+        return Ok(());
+    }
+    // One fresh lookup of the new mount serves both the propagation changes and the
+    // recursive attributes.
+    let top = mounted(ctx, dest)?;
+    for p in &opts.propagation {
+        mount(None::<&str>, &*top, None::<&str>, *p, None::<&str>).with_ctx(|| format!("set propagation of {}", dest.display()))?;
     }
     if !opts.rec.is_empty() {
-        let top = mounted(ctx, dest)?;
         use std::os::fd::AsFd;
         mount_attr::set_recursive(top._fd.as_fd(), opts.rec).map_err(|e| match e {
             Errno::ENOSYS => Error::Spec(format!("mount on {}: recursive mount options need mount_setattr(2) (Linux 5.12)", dest.display())),
