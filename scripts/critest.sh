@@ -11,6 +11,9 @@ kit=${BERTH_CRITEST_KIT:-$PWD/../shared/critest}
 [ -x "$kit/bin/critest" ] || { echo "critest kit not found at $kit" >&2; exit 1; }
 bin=$PWD/target/release
 work=$(mktemp -d /tmp/bt-critest.XXXXXX)
+# Searchable by others: a user-namespaced pod's init (an unprivileged host uid) walks to its
+# rootfs in the image store and to the pod's files in the state root below this directory.
+chmod 711 "$work"
 bridge=btcrit$$
 bridge=${bridge:0:15}
 daemon= registry=

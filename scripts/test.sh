@@ -15,7 +15,7 @@ echo "== runtime and monitor suites with runc swapped in"
 # --workspace keeps the feature set of the build above, so nothing is rebuilt.
 BERTH_RUNTIME=runc cargo test --release --workspace --test runtime --test monitor --no-fail-fast
 # The RuntimeService tests with runc as berth-cri's handler.
-BERTH_RUNTIME=runc cargo test --release --workspace --test cri --no-fail-fast -- pods crictl stats crash events load streaming rro supplemental_groups image_ids
+BERTH_RUNTIME=runc cargo test --release --workspace --test cri --no-fail-fast -- pods crictl stats crash events load streaming rro supplemental_groups image_ids userns
 
 echo "== monitor suite with Debian's conmon swapped in (berth-mon's tests check conmon's behaviour)"
 BERTH_MONITOR=conmon cargo test --release --workspace --test monitor --no-fail-fast

@@ -35,6 +35,9 @@ pub struct Plan {
     pub joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     /// Whether a new user namespace is created (the parent then writes the id maps).
     pub new_user: bool,
+    /// Whether an existing user namespace is joined (a pod's): the process then becomes
+    /// its root, and device nodes are bound rather than created, as in a new one.
+    pub joined_user: bool,
     /// Whether the init must be forked once more to be inside the pid/time namespace.
     pub fork_init: bool,
     /// Whether the container has its own network namespace (then lo is brought up).
@@ -68,6 +71,7 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
         late |= CloneFlags::CLONE_NEWPID;
     }
     let (clone, unshare) = if joins.is_empty() { (new - late, new & late) } else { (CloneFlags::empty(), new) };
+    let joined_user = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
     let pid_joined = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid);
     let own_uts = new.contains(CloneFlags::CLONE_NEWUTS) || joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Uts);
     let shares_host_mounts = !new.contains(CloneFlags::CLONE_NEWNS) && !joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
@@ -79,6 +83,7 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
         unshare,
         joins,
         new_user: new.contains(CloneFlags::CLONE_NEWUSER),
+        joined_user,
         fork_init,
         new_net: new.contains(CloneFlags::CLONE_NEWNET),
         own_uts,

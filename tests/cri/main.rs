@@ -22,3 +22,4 @@ mod runtime_config;
 mod stats;
 mod streaming;
 mod supplemental_groups;
+mod userns;

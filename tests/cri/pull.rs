@@ -106,7 +106,7 @@ async fn pull_by_tag_and_digest_status_rootfs_remove() {
     assert_eq!(&buf[..n.max(0) as usize], b"y", "opaque xattr");
 
     // A container rootfs: overlay over the layers, with its own upper dir.
-    let merged = store.create_rootfs(&id, "ctr1").unwrap();
+    let merged = store.create_rootfs(&id, "ctr1", None).unwrap();
     assert_eq!(std::fs::read_to_string(merged.join("etc/hostname")).unwrap(), "layer2\n");
     assert!(!merged.join("data/gone").exists(), "whiteout hides the lower file");
     assert!(!merged.join("data/opq/old").exists(), "opaque dir hides lower contents");

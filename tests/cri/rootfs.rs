@@ -42,7 +42,7 @@ fn rootfs_mounts_as_many_layers_as_overlayfs_stacks() {
     let root = env.p(&format!("images/{}", "r".repeat(100)));
     let store = Store::open(&root, UnpackOptions { max_size: 1 << 20, allow_devices: false }).unwrap();
     let id = image(&store, &root, 500);
-    let merged = store.create_rootfs(&id, &"c".repeat(128)).unwrap();
+    let merged = store.create_rootfs(&id, &"c".repeat(128), None).unwrap();
     for i in [0, 250, 499] {
         assert_eq!(std::fs::read_to_string(merged.join(format!("f{i}"))).unwrap(), i.to_string());
     }
@@ -50,7 +50,7 @@ fn rootfs_mounts_as_many_layers_as_overlayfs_stacks() {
     assert!(!merged.exists());
     // One more is the kernel's limit, not berth's: the mount itself fails (and is cleaned up).
     let id = image(&store, &root, 501);
-    let e = store.create_rootfs(&id, "c501").unwrap_err();
+    let e = store.create_rootfs(&id, "c501", None).unwrap_err();
     assert!(e.to_string().contains("mounting rootfs of c501"), "{e}");
     assert!(!root.join("containers/c501").exists());
 }

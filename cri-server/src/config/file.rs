@@ -52,6 +52,8 @@ pub struct RuntimeSection {
     pub default_handler: Option<String>,
     pub monitor_path: Option<PathBuf>,
     pub cgroup_manager: Option<String>,
+    pub userns_first_id: Option<u32>,
+    pub userns_pods: Option<u32>,
     pub handlers: Option<BTreeMap<String, HandlerSection>>,
 }
 
@@ -171,6 +173,12 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
             if m != "cgroupfs" && m != "systemd" {
                 return Err(bad(path, "runtime.cgroup_manager", format!("invalid value {m:?}, expected cgroupfs or systemd")));
             }
+        }
+        if r.userns_pods == Some(0) {
+            return Err(bad(path, "runtime.userns_pods", "must be at least 1".into()));
+        }
+        if r.userns_first_id == Some(0) {
+            return Err(bad(path, "runtime.userns_first_id", "must not be 0 (the host's root)".into()));
         }
         for (name, h) in r.handlers.iter().flatten() {
             check_abs(path, &format!("runtime.handlers.{name}.path"), &Some(h.path.clone()))?;

@@ -62,6 +62,10 @@ pub struct RuntimeConfig {
     /// `cgroupfs` or `systemd`: how the handlers' runtimes place containers (`--systemd-cgroup`
     /// for systemd) and what RuntimeConfig tells kubelet.
     pub cgroup_manager: String,
+    /// User-namespaced pods that name no mappings get a 65536-id block from
+    /// `userns_first_id + k * 65536`, `k < userns_pods`.
+    pub userns_first_id: u32,
+    pub userns_pods: u32,
     pub handlers: BTreeMap<String, Handler>,
 }
 
@@ -164,6 +168,8 @@ impl Default for Config {
                 monitor_path: find_in_path("berth-mon")
                     .unwrap_or_else(|| "/usr/local/bin/berth-mon".into()),
                 cgroup_manager: "cgroupfs".into(),
+                userns_first_id: 1 << 20,
+                userns_pods: 1024,
                 handlers,
             },
             image: ImageConfig {
@@ -269,6 +275,8 @@ impl Config {
             set(&mut self.runtime.default_handler, r.default_handler);
             set(&mut self.runtime.monitor_path, r.monitor_path);
             set(&mut self.runtime.cgroup_manager, r.cgroup_manager);
+            set(&mut self.runtime.userns_first_id, r.userns_first_id);
+            set(&mut self.runtime.userns_pods, r.userns_pods);
             for (name, h) in r.handlers.unwrap_or_default() {
                 self.runtime.handlers.insert(name, Handler { path: h.path });
             }

@@ -41,6 +41,12 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "# else \"/usr/local/bin/berth-mon\".");
     let _ = writeln!(o, "monitor_path = {}", p(&c.runtime.monitor_path));
     let _ = writeln!(o, "cgroup_manager = {:?}", c.runtime.cgroup_manager);
+    let _ = writeln!(o, "# User-namespaced pods (hostUsers: false) whose request names no id mappings get a");
+    let _ = writeln!(o, "# block of 65536 uids and gids of their own: userns_first_id + k * 65536 for the first");
+    let _ = writeln!(o, "# free k < userns_pods. Keep the range clear of /etc/subuid's and kubelet's.");
+    let _ = writeln!(o, "# Defaults: 1048576 and 1024.");
+    let _ = writeln!(o, "userns_first_id = {}", c.runtime.userns_first_id);
+    let _ = writeln!(o, "userns_pods = {}", c.runtime.userns_pods);
     let _ = writeln!(o, "# Runtime handlers: name -> OCI runtime binary. \"berth\" is always defined");
     let _ = writeln!(o, "# (default: berth from PATH, else /usr/local/bin/berth); \"runc\" and \"crun\" are");
     let _ = writeln!(o, "# added automatically when found in PATH and not configured.");

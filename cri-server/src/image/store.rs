@@ -12,6 +12,7 @@
 //! Everything becomes visible by `rename(2)` of a fsynced temp file or directory, so a crash
 //! leaves only garbage in `tmp/`, never a partial blob, layer or image.
 
+use std::os::unix::fs::PermissionsExt;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -169,6 +170,10 @@ impl Store {
         for d in ["blobs/sha256", "layers", "images", "containers", "tmp"] {
             fs::create_dir_all(root.join(d)).map_err(ioe(root.join(d)))?;
         }
+        // Searchable, not listable: a user-namespaced container's init (a host uid that owns
+        // nothing here) walks to its own `containers/<id>` (0700, owned by it) by name.
+        let cdir = root.join("containers");
+        fs::set_permissions(&cdir, fs::Permissions::from_mode(0o711)).map_err(ioe(&cdir))?;
         let s = Store {
             root: root.to_path_buf(),
             opts,

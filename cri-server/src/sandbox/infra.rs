@@ -15,12 +15,38 @@ pub fn pause_binary() -> PathBuf {
         .unwrap_or_else(|| "/usr/local/bin/berth-pause".into())
 }
 
-/// Start the init; returns (pid, start time, pinned ns path).
-pub fn start(dir: &Path) -> io::Result<(i32, u64, PathBuf)> {
+/// Start the init; returns (pid, start time, pinned ns path). In a user-namespaced pod it
+/// runs as root of the pod's user namespace, so that the PID namespace it makes belongs to
+/// that namespace (whose root can then mount /proc for it).
+/// `userns`: the pod's pinned user namespace and its root's host uid and gid.
+pub fn start(dir: &Path, userns: Option<(&Path, u32, u32)>) -> io::Result<(i32, u64, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir)?;
-    let pidfile = dir.join("infra.pid");
+    let mut pidfile = dir.join("infra.pid");
+    if let Some((_, uid, gid)) = userns {
+        // The pod's root writes its pid file: a directory of its own for that.
+        let d = dir.join("infra");
+        std::fs::create_dir_all(&d)?;
+        std::os::unix::fs::chown(&d, Some(uid), Some(gid))?;
+        pidfile = d.join("infra.pid");
+    }
     let bin = pause_binary();
-    let out = std::process::Command::new(&bin)
+    let ns = userns.map(|(p, _, _)| std::fs::File::open(p)).transpose()?;
+    let mut cmd = std::process::Command::new(&bin);
+    if let Some(ns) = &ns {
+        let fd = ns.as_raw_fd();
+        // SAFETY: between fork and exec only setns and the set*id calls run (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWUSER) != 0 || libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd
         .arg("--pidfile")
         .arg(&pidfile)
         .stdin(std::process::Stdio::null())

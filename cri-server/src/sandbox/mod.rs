@@ -5,12 +5,14 @@
 //!
 //! A pod costs no process: its network, IPC and UTS namespaces are created by a short-lived
 //! thread and kept alive by bind mounts of their nsfs files under the sandbox directory (as
-//! CRI-O's pinns does); containers join them by path.
+//! CRI-O's pinns does); containers join them by path. A user-namespaced pod's namespaces are
+//! made by a forked helper inside its new user namespace instead (`userns.rs`).
 
 pub mod files;
 pub mod infra;
 pub mod namespaces;
 pub mod sysctl;
+pub mod userns;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,12 @@ pub struct SandboxRecord {
     pub infra_start: u64,
     #[serde(default)]
     pub pid_ns: Option<PathBuf>,
+    /// A user-namespaced pod: its pinned user namespace (which owns the pod's other
+    /// namespaces) and its id mapping, the one record of that pod's ids being in use.
+    #[serde(default)]
+    pub user_ns: Option<PathBuf>,
+    #[serde(default)]
+    pub userns: Option<userns::IdMap>,
     pub ips: Vec<String>,
     /// CNI ADD ran and DEL has not yet.
     pub network_attached: bool,

@@ -128,7 +128,11 @@ impl CriServer {
         let root = self.registry.root.clone();
         let store = self.store.clone();
         let (iid, cid) = (image_id.to_string(), id.clone());
-        let rootfs = super::blocking(move || store.create_rootfs(&iid, &cid)).await?;
+        let idmap = match (&sb.record.user_ns, sb.record.userns) {
+            (Some(ns), Some(m)) => Some(crate::image::rootfs::Idmap { userns: ns.clone(), root_uid: m.uid_host, root_gid: m.gid_host }),
+            _ => None,
+        };
+        let rootfs = super::blocking(move || store.create_rootfs(&iid, &cid, idmap.as_ref())).await?;
         let store = self.store.clone();
         let iid = image_id.to_string();
         let blob = super::blocking(move || store.read_blob(&iid)).await?;
@@ -145,6 +149,8 @@ impl CriServer {
             hostname: sdir.join("hostname"),
             shm: sb.record.shm.clone(),
             hostname_value: sb.record.hostname.clone(),
+            user_ns: sb.record.user_ns.clone(),
+            idmap: sb.record.userns,
         };
         let ns = c.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
         let target_pid_ns = if cri::NamespaceMode::try_from(ns.pid) == Ok(cri::NamespaceMode::Target) {

@@ -90,6 +90,22 @@ impl CriServer {
         let host_ipc = ns_mode(ns.ipc) == cri::NamespaceMode::Node;
         let host_pid = ns_mode(ns.pid) == cri::NamespaceMode::Node;
         let shared_pid = ns_mode(ns.pid) == cri::NamespaceMode::Pod;
+        let userns_req = sandbox::userns::parse(ns.userns_options.as_ref()).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
+        if userns_req != sandbox::userns::Request::Node {
+            let rt = self.runtime_for(&handler)?;
+            if !self.features.of(&rt).await.user_namespaces {
+                return Err(Status::failed_precondition(format!(
+                    "RunPodSandbox: handler {handler:?} cannot run user-namespaced pods (its runtime lacks id-mapped mounts or user namespaces, or this kernel is older than 6.15)"
+                )));
+            }
+            if !self.userns_paths_searchable() {
+                return Err(Status::failed_precondition(format!(
+                    "RunPodSandbox: user-namespaced pods need {} and {} searchable by others (o+x on every directory above them)",
+                    self.store.root().display(),
+                    self.registry.root.display()
+                )));
+            }
+        }
         if let Some(d) = &cfg.dns_config {
             files::check_dns(d).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
         }
@@ -136,16 +152,35 @@ impl CriServer {
                 infra_pid: 0,
                 infra_start: 0,
                 pid_ns: None,
+                user_ns: None,
+                userns: None,
                 ips: vec![],
                 network_attached: false,
                 hostname,
             },
             config: cfg,
         };
+        // Choosing a block and recording it are one step: a concurrent RunPodSandbox sees it.
+        let _alloc = USERNS_ALLOC.lock().unwrap_or_else(|e| e.into_inner());
+        if let sandbox::userns::Request::Pod(asked) = userns_req {
+            let map = match asked {
+                Some(m) => m,
+                None => {
+                    let in_use: Vec<_> = self.registry.sandboxes().iter().filter_map(|s| s.record.userns).collect();
+                    let rt = &self.config.runtime;
+                    sandbox::userns::allocate(rt.userns_first_id, rt.userns_pods, &in_use).map_err(|e| {
+                        self.registry.release(&format!("pod:{}", sb.record.name_key), &id);
+                        Status::resource_exhausted(format!("RunPodSandbox: {e}"))
+                    })?
+                }
+            };
+            sb.record.userns = Some(map);
+        }
         if let Err(e) = self.registry.put_sandbox(sb.clone()) {
             self.registry.release(&format!("pod:{}", sb.record.name_key), &id);
             return Err(Status::internal(format!("RunPodSandbox: persist the sandbox: {e}")));
         }
+        drop(_alloc);
         match self.setup_sandbox(&mut sb, sysctls, shared_pid).await {
             Ok(()) => {
                 sb.record.state = SandboxState::Ready;
@@ -173,7 +208,17 @@ impl CriServer {
         let dir = sandbox::dir(&self.registry.root, &sb.record.id);
         let nsdir = dir.join("ns");
         let internal = |what: &str, e: std::io::Error| Status::internal(format!("RunPodSandbox: {what}: {e}"));
-        if !sb.record.host_network {
+        if let Some(map) = sb.record.userns {
+            // The user namespace and, inside it, the pod's network, IPC and UTS namespaces.
+            let (d, h) = (nsdir.clone(), sb.record.hostname.clone());
+            let (net, ipc) = (!sb.record.host_network, !sb.record.host_ipc);
+            let p = blocking_io(move || sandbox::userns::pin(&d, &map, net, ipc, net.then_some(h.as_str()))).await.map_err(|e| internal("user namespace", e))?;
+            sb.record.user_ns = Some(p.user);
+            sb.record.netns = p.net;
+            sb.record.ipc_ns = p.ipc;
+            sb.record.uts_ns = p.uts;
+            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+        } else if !sb.record.host_network {
             let h = sb.record.hostname.clone();
             let d = nsdir.clone();
             sb.record.uts_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Uts, &d, Some(&h))).await.map_err(|e| internal("UTS namespace", e))?);
@@ -183,17 +228,20 @@ impl CriServer {
             self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
         }
         if !sb.record.host_ipc {
-            let d = nsdir.clone();
-            sb.record.ipc_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Ipc, &d, None)).await.map_err(|e| internal("IPC namespace", e))?);
-            self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+            if sb.record.ipc_ns.is_none() {
+                let d = nsdir.clone();
+                sb.record.ipc_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Ipc, &d, None)).await.map_err(|e| internal("IPC namespace", e))?);
+                self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
+            }
             let d = dir.clone();
             sb.record.shm = Some(blocking_io(move || files::mount_shm(&d)).await.map_err(|e| internal("/dev/shm", e))?);
             self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
         }
         if shared_pid {
             let d = nsdir.clone();
+            let user = sb.record.user_ns.clone().zip(sb.record.userns);
             // Recorded before the pin exists would be wrong; the pid is recorded right after.
-            let (pid, start, pin) = blocking_io(move || crate::sandbox::infra::start(&d)).await.map_err(|e| internal("the pod's PID namespace", e))?;
+            let (pid, start, pin) = blocking_io(move || crate::sandbox::infra::start(&d, user.as_ref().map(|(p, m)| (p.as_path(), m.uid_host, m.gid_host)))).await.map_err(|e| internal("the pod's PID namespace", e))?;
             sb.record.infra_pid = pid;
             sb.record.infra_start = start;
             sb.record.pid_ns = Some(pin);
@@ -233,7 +281,8 @@ impl CriServer {
             }
         }
         crate::sandbox::infra::stop(sb.record.infra_pid, sb.record.infra_start);
-        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns, &sb.record.pid_ns].into_iter().flatten().cloned().collect();
+        // The user namespace last: it owns the others.
+        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns, &sb.record.pid_ns, &sb.record.user_ns].into_iter().flatten().cloned().collect();
         let shm = sb.record.shm.clone();
         let id = sb.record.id.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -247,6 +296,17 @@ impl CriServer {
             }
         })
         .await;
+    }
+}
+
+/// Serialises choosing a user namespace block with recording it in the pod's record.
+static USERNS_ALLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl CriServer {
+    /// A user-namespaced container's init (an unprivileged host uid) walks to its rootfs
+    /// under the image store and binds the pod's files from under the state root.
+    pub(crate) fn userns_paths_searchable(&self) -> bool {
+        sandbox::userns::searchable_by_others(self.store.root()) && sandbox::userns::searchable_by_others(&self.registry.root)
     }
 }
 

@@ -64,6 +64,9 @@ impl CriServer {
     async fn handler_features(&self, name: &str) -> cri::RuntimeHandlerFeatures {
         let Ok(rt) = self.runtime_for(name) else { return Default::default() };
         let f = self.features.of(&rt).await;
-        cri::RuntimeHandlerFeatures { recursive_read_only_mounts: f.recursive_read_only, ..Default::default() }
+        cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: f.recursive_read_only,
+            user_namespaces: f.user_namespaces && self.userns_paths_searchable(),
+        }
     }
 }

@@ -137,6 +137,8 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
     let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
         .ctx("open exec fifo")?;
 
+    // Before the clone: an idmap can only be given with the host's rights.
+    let idmapped = crate::rootfs::idmap::prepare(&bundle.spec, &bundle.path)?;
     let (parent_ch, child_ch) = sync::pair()?;
     let clone_flags = plan.clone;
     let shares_host_mounts = plan.shares_host_mounts;
@@ -155,6 +157,7 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         preserve_fds: preserve,
         extra_env,
         seccomp: bundle.seccomp.as_ref(),
+        idmapped: &idmapped,
     };
     // cgroupfs: the child is born in its cgroup (clone3 CLONE_INTO_CGROUP) where the kernel
     // allows it. systemd: the cgroup does not exist yet; the child waits for CgroupJoined.

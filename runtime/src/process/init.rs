@@ -33,6 +33,8 @@ pub struct InitArgs<'a> {
     pub extra_env: Vec<String>,
     /// The compiled `linux.seccomp`, installed where runc installs it.
     pub seccomp: Option<&'a crate::seccomp::Program>,
+    /// Id-mapped mounts prepared by the parent (see `rootfs::idmap`).
+    pub idmapped: &'a rootfs::idmap::Prepared,
 }
 
 pub fn run(a: &InitArgs) -> Result<Infallible> {
@@ -76,8 +78,9 @@ pub fn run(a: &InitArgs) -> Result<Infallible> {
         bundle: a.bundle,
         cgroup: a.cgroup,
         new_cgroupns,
-        in_userns: a.plan.new_user,
+        in_userns: a.plan.new_user || a.plan.joined_user,
         shares_host_mounts: a.plan.shares_host_mounts,
+        idmapped: a.idmapped,
     })?;
 
     a.channel.send(&Msg::RunHooks)?;

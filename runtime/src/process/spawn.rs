@@ -80,6 +80,9 @@ fn stage(mut args: InitArgs) -> Result<()> {
     let ch: &Channel = args.channel;
     ch.expect(&Msg::CgroupJoined)?;
     namespaces::join(std::mem::take(&mut args.plan.joins))?;
+    if args.plan.joined_user {
+        become_joined_userns_root()?;
+    }
     if !args.plan.unshare.is_empty() {
         nix::sched::unshare(args.plan.unshare).ctx("unshare namespaces")?;
     }
@@ -114,6 +117,22 @@ fn stage(mut args: InitArgs) -> Result<()> {
     match init::run(&args) {
         Ok(never) => match never {},
         Err(e) => Err(e),
+    }
+}
+
+/// After joining a user namespace the process keeps its host ids, which that namespace
+/// may not map (then it could create nothing: EOVERFLOW). Its root is what the container
+/// is made as, as runc does; EINVAL means the namespace maps no id 0, and the ids stay.
+fn become_joined_userns_root() -> Result<()> {
+    let root_g = Gid::from_raw(0);
+    match nix::unistd::setresgid(root_g, root_g, root_g) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+        Err(e) => return Err(e).ctx("setgid 0 in the joined user namespace"),
+    }
+    let root_u = Uid::from_raw(0);
+    match nix::unistd::setresuid(root_u, root_u, root_u) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(e) => Err(e).ctx("setuid 0 in the joined user namespace"),
     }
 }
 

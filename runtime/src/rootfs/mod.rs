@@ -2,6 +2,7 @@
 //! hardening after it.
 
 pub mod devices;
+pub mod idmap;
 pub mod mount_attr;
 pub mod mounts;
 pub mod paths;
@@ -25,6 +26,8 @@ pub struct Setup<'a> {
     /// No mount namespace of its own: the spec's mounts land in the host's (delete
     /// detaches them), and nothing is done to the host's propagation or root.
     pub shares_host_mounts: bool,
+    /// The id-mapped mounts the parent prepared ([`idmap::prepare`]), by spec mount index.
+    pub idmapped: &'a idmap::Prepared,
 }
 
 fn root_propagation(spec: &Spec) -> Result<MsFlags> {
@@ -57,8 +60,9 @@ pub fn prepare(s: &Setup) -> Result<()> {
         new_cgroupns: s.new_cgroupns,
         mount_label,
     };
-    for m in spec_mounts {
-        mounts::mount_one(&ctx, m)?;
+    for (i, m) in spec_mounts.iter().enumerate() {
+        let tree = s.idmapped.get(i).and_then(|t| t.as_ref()).map(|t| t.as_fd());
+        mounts::mount_one(&ctx, m, tree)?;
     }
     if mounts::is_fresh_mount_at(spec_mounts, "/dev") {
         devices::setup_default(root.as_fd(), s.in_userns)?;

@@ -109,7 +109,9 @@ const LOCKED: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODIRATIME)
     .union(MsFlags::MS_RELATIME);
 
-pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
+/// `tree`: the mount prepared detached and id-mapped by the parent, attached instead of a
+/// plain bind.
+pub fn mount_one(ctx: &MountContext, m: &Mount, tree: Option<BorrowedFd>) -> Result<()> {
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("none");
     let dest = m.destination();
@@ -136,7 +138,12 @@ pub fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
     let target_fd = safe_path::ensure(ctx.root, dest, is_file)?;
     let target = safe_path::proc_fd_path(&target_fd);
 
-    if bind {
+    if let Some(tree) = tree {
+        use std::os::fd::AsFd;
+        super::idmap::attach(tree, target_fd.as_fd())
+            .map_err(|cause| Error::Sys { context: format!("attach the id-mapped mount on {}", dest.display()), cause })?;
+        remount_bind(&mounted(ctx, dest)?, opts.flags, dest)?;
+    } else if bind {
         let src = source.unwrap_or_default();
         mount(Some(&src), &target, None::<&str>, opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC), None::<&str>)
             .with_ctx(|| format!("bind {} on {}", src.display(), dest.display()))?;

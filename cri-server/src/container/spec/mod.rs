@@ -68,6 +68,9 @@ pub struct SandboxPaths {
     pub shm: Option<PathBuf>,
     /// The pod's hostname (`HOSTNAME` and the UTS hostname when the pod has its own).
     pub hostname_value: String,
+    /// A user-namespaced pod's pinned user namespace and its mapping.
+    pub user_ns: Option<PathBuf>,
+    pub idmap: Option<crate::sandbox::userns::IdMap>,
 }
 
 pub struct SpecInput<'a> {
@@ -253,8 +256,10 @@ pub fn build(i: &SpecInput) -> Result<Built, SpecError> {
     p.set_exec_cpu_affinity(None);
 
     let mut l = Linux::default();
-    l.set_uid_mappings(None);
-    l.set_gid_mappings(None);
+    // Joining the pod's user namespace, the mappings are restated: runc needs them to know
+    // the container's root on the host.
+    l.set_uid_mappings(ns.user.map(|m| crate::sandbox::userns::oci_map(m.uid_host, m.len)));
+    l.set_gid_mappings(ns.user.map(|m| crate::sandbox::userns::oci_map(m.gid_host, m.len)));
     l.set_sysctl(if sysctls.is_empty() { None } else { Some(sysctls) });
     l.set_resources(Some(linux_res));
     l.set_cgroups_path(if i.cgroups_path.is_empty() { None } else { Some(PathBuf::from(&i.cgroups_path)) });

@@ -47,6 +47,8 @@ struct Bind {
     dst: String,
     src: PathBuf,
     opts: Vec<String>,
+    /// Id-mapped with the pod's mapping (a user-namespaced pod's volumes).
+    idmap: bool,
 }
 
 fn components(p: &str) -> usize {
@@ -75,8 +77,18 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
         if cm.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
             return Err(SpecError::Unsupported(format!("{field}: image volumes (Mount.image) are not supported by berth-cri yet")));
         }
+        // A user-namespaced pod's volumes are id-mapped with the pod's mapping (what its root
+        // writes is the host's root's, as KEP-127 has it); a mount may only restate that mapping.
         if !cm.uid_mappings.is_empty() || !cm.gid_mappings.is_empty() {
-            return Err(SpecError::Unsupported(format!("{field}: id-mapped mounts need user namespaces, not supported by berth-cri yet")));
+            let Some(pod) = &sb.idmap else {
+                return Err(invalid(format!("{field}: uid/gid mappings need a pod with a user namespace")));
+            };
+            let same = |v: &[k8s_cri::v1::IdMapping], host: u32| {
+                matches!(v, [m] if m.container_id == 0 && m.host_id == host && m.length == pod.len)
+            };
+            if !same(&cm.uid_mappings, pod.uid_host) || !same(&cm.gid_mappings, pod.gid_host) {
+                return Err(invalid(format!("{field}: uid/gid mappings must be the pod's (0 {} {})", pod.uid_host, pod.len)));
+            }
         }
         if cm.recursive_read_only {
             if !cm.readonly {
@@ -117,7 +129,7 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
         if cm.recursive_read_only {
             opts.push("rro".into());
         }
-        binds.push(Bind { dst, src, opts });
+        binds.push(Bind { dst, src, opts, idmap: sb.idmap.is_some() });
     }
 
     // The sandbox's files, unless the request mounts something there.
@@ -140,7 +152,7 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
             return Err(invalid(format!("sandbox file for {dst} ({s:?}) is not absolute")));
         }
         requested.insert(dst.to_string());
-        binds.push(Bind { dst: dst.into(), src: src.to_path_buf(), opts: vec!["rbind".into(), "rprivate".into(), rw.into()] });
+        binds.push(Bind { dst: dst.into(), src: src.to_path_buf(), opts: vec!["rbind".into(), "rprivate".into(), rw.into()], idmap: false });
     }
     binds.sort_by_key(|b| components(&b.dst));
 
@@ -158,6 +170,10 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
         x.set_typ(Some("bind".into()));
         x.set_source(Some(b.src));
         x.set_options(Some(b.opts));
+        if let (true, Some(pod)) = (b.idmap, &sb.idmap) {
+            x.set_uid_mappings(Some(crate::sandbox::userns::oci_map(pod.uid_host, pod.len)));
+            x.set_gid_mappings(Some(crate::sandbox::userns::oci_map(pod.gid_host, pod.len)));
+        }
         out.push(x);
     }
     Ok(Mounts { mounts: out, rootfs_propagation: propagation.map(String::from) })

@@ -7,8 +7,9 @@
 //! | pid     | the pod's pid ns (none pinned: new)   | new       | host | the target's      |
 //!
 //! UTS follows the network: the host's with host networking, else the pod's (new when none is
-//! pinned). Mount: always new. Cgroup: new on cgroup v2 hosts (as containerd). User namespaces
-//! are not supported yet (FailedPrecondition).
+//! pinned). Mount: always new. Cgroup: new on cgroup v2 hosts (as containerd). User: a
+//! user-namespaced pod's containers join its user namespace (mode POD, with the pod's
+//! mapping or none restated); NODE in such a pod, or POD in a pod without one, is refused.
 
 use super::{invalid, SpecError, SpecInput};
 use k8s_cri::v1::{LinuxContainerSecurityContext, NamespaceMode, PodSandboxConfig};
@@ -22,6 +23,8 @@ pub struct Namespaces {
     pub own_net: bool,
     pub own_ipc: bool,
     pub own_uts: bool,
+    /// The pod's mapping, when the container joins its user namespace.
+    pub user: Option<crate::sandbox::userns::IdMap>,
 }
 
 fn ns(typ: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
@@ -51,15 +54,30 @@ pub fn namespaces(i: &SpecInput, sc: &LinuxContainerSecurityContext) -> Result<N
 }
 
 pub(crate) fn namespaces_with(i: &SpecInput, sc: &LinuxContainerSecurityContext, cgroup_v2: bool) -> Result<Namespaces, SpecError> {
+    use crate::sandbox::userns::{self, Request};
     let o = sc.namespace_options.clone().unwrap_or_default();
-    if let Some(u) = &o.userns_options {
-        let m = mode("userns_options.mode", u.mode)?;
-        if m != NamespaceMode::Node || !u.uids.is_empty() || !u.gids.is_empty() {
-            return Err(SpecError::Unsupported("user namespaces are not supported by berth-cri yet".into()));
-        }
-    }
     let mut out = Vec::new();
     let sb = i.sandbox;
+    // No userns_options: the pod's choice (kubelet always copies the pod's).
+    let user = match (o.userns_options.as_ref().map(|u| userns::parse(Some(u))).transpose().map_err(invalid)?, &sb.idmap) {
+        (None, pod) => *pod,
+        (Some(Request::Node), None) => None,
+        (Some(Request::Node), Some(_)) => return Err(invalid("userns_options: mode NODE in a pod that has a user namespace")),
+        (Some(Request::Pod(_)), None) => return Err(invalid("userns_options: mode POD in a pod without a user namespace")),
+        (Some(Request::Pod(asked)), Some(pod)) => {
+            if let Some(a) = asked {
+                if (a.uid_host, a.gid_host, a.len) != (pod.uid_host, pod.gid_host, pod.len) {
+                    return Err(invalid(format!("userns_options: the mapping differs from the pod's (0 {} {})", pod.uid_host, pod.len)));
+                }
+            }
+            Some(*pod)
+        }
+    };
+    if user.is_some() {
+        let p = sb.user_ns.as_ref().ok_or_else(|| invalid("the pod's user namespace is not pinned"))?;
+        path_ok("the pod's user namespace", p)?;
+        out.push(ns(LinuxNamespaceType::User, Some(p)));
+    }
 
     let own_net = match mode("network", o.network)? {
         NamespaceMode::Pod => match &sb.netns {
@@ -125,7 +143,7 @@ pub(crate) fn namespaces_with(i: &SpecInput, sc: &LinuxContainerSecurityContext,
     if cgroup_v2 {
         out.push(ns(LinuxNamespaceType::Cgroup, None));
     }
-    Ok(Namespaces { oci: out, own_net, own_ipc, own_uts })
+    Ok(Namespaces { oci: out, own_net, own_ipc, own_uts, user })
 }
 
 /// kubelet accepts `net/ipv4/ip_forward` as well as dots: if the first separator is `/`, `/`
@@ -269,7 +287,24 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(namespaces_with(&i, &userns, true).unwrap_err().code(), tonic::Code::FailedPrecondition);
+        // POD in a pod that has no user namespace of its own.
+        assert_eq!(namespaces_with(&i, &userns, true).unwrap_err().code(), tonic::Code::InvalidArgument);
+        let mut sb = i.sandbox.clone();
+        sb.user_ns = Some("/run/pod/ns/user".into());
+        sb.idmap = Some(crate::sandbox::userns::IdMap { uid_host: 1000, gid_host: 2000, len: 65536, allocated: false });
+        let mut i2 = parts.input();
+        i2.sandbox = &sb;
+        let n = namespaces_with(&i2, &userns, true).unwrap();
+        assert!(n.oci.iter().any(|x| x.typ() == LinuxNamespaceType::User && x.path().as_deref() == Some(Path::new("/run/pod/ns/user"))));
+        assert_eq!(n.user.unwrap().gid_host, 2000);
+        let node = LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                userns_options: Some(UserNamespace { mode: NamespaceMode::Node as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(namespaces_with(&i2, &node, true).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 
     fn pod(sysctls: &[(&str, &str)]) -> PodSandboxConfig {
@@ -284,8 +319,8 @@ mod tests {
 
     #[test]
     fn sysctl_validation() {
-        let own = Namespaces { oci: vec![], own_net: true, own_ipc: true, own_uts: true };
-        let host = Namespaces { oci: vec![], own_net: false, own_ipc: false, own_uts: false };
+        let own = Namespaces { oci: vec![], own_net: true, own_ipc: true, own_uts: true, user: None };
+        let host = Namespaces { oci: vec![], own_net: false, own_ipc: false, own_uts: false, user: None };
         let s = sysctls(
             &pod(&[("net.ipv4.ip_unprivileged_port_start", "0"), ("kernel.shmmax", "1"), ("net/ipv4/conf/eth0.1/forwarding", "1"), ("fs.mqueue.msg_max", "10")]),
             &own,

@@ -122,6 +122,8 @@ pub fn input_parts() -> Parts {
         hostname: "/run/pod/hostname".into(),
         shm: Some("/run/pod/shm".into()),
         hostname_value: "pod-host".into(),
+        user_ns: None,
+        idmap: None,
     };
     Parts { config, sandbox_config, image, rootfs, sandbox }
 }
