@@ -92,6 +92,10 @@ async fn allocated_blocks_are_disjoint_freed_and_survive_a_restart() {
     let mut hosts = [ma.1, mb.1];
     hosts.sort();
     assert_eq!(hosts, [FIRST, FIRST + 65536], "two blocks, disjoint, from the configured range");
+    // PodSandboxStatus reports the block the pod got.
+    let st = n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap();
+    let u = st.linux.and_then(|l| l.namespaces).and_then(|n| n.options).and_then(|o| o.userns_options).expect("userns_options");
+    assert_eq!((u.mode, u.uids[0].host_id, u.gids[0].host_id, u.uids[0].length), (cri::NamespaceMode::Pod as i32, ma.1, ma.1, 65536));
     // The volume is id-mapped: what the pods' root wrote is the host's root's.
     for f in ["ca", "cb"] {
         let md = std::fs::metadata(vol.join(f)).unwrap();
