@@ -77,31 +77,31 @@ impl Criu {
         &self.log
     }
 
-    /// Runs criu (stdin, stdout and stderr are berth's unless `quiet`); `pre_exec` runs in
-    /// the child between fork and exec (async-signal-safe calls only). `log_kept` says
-    /// whether the log survives a failure (the error then names it).
+    /// Runs criu with berth's stdin, stdout and stderr (restore hands them to the restored
+    /// init: `--inherit-fd fd[0..2]`); `pre_exec` runs in the child between fork and exec
+    /// (async-signal-safe calls only). `log_kept` says whether the log survives a failure
+    /// (the error then names it).
     pub fn run(&self, pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>, log_kept: impl Fn() -> bool) -> Result<(), CriuError> {
         let mut cmd = Command::new(&self.binary);
-        cmd.args(&self.args).stderr(Stdio::piped());
+        cmd.args(&self.args).stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
         if let Some(f) = pre_exec {
             // SAFETY: the closure only makes system calls (documented by the callers).
             unsafe { cmd.pre_exec(f) };
         }
         crate::logger::debug(&format!("running {} {:?}", self.binary.display(), self.args));
-        let out = cmd
-            .output()
+        let status = cmd
+            .status()
             .map_err(|cause| CriuError::NotRunnable { binary: self.binary.display().to_string(), cause })?;
-        if out.status.success() {
+        if status.success() {
             return Ok(());
         }
-        let status = match (out.status.code(), out.status.signal()) {
+        let status = match (status.code(), status.signal()) {
             (Some(c), _) => format!("exit status {c}"),
             (None, Some(s)) => format!("killed by signal {s}"),
             _ => "unknown status".into(),
         };
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let complaint = complaint(&log, &stderr);
+        let complaint = complaint(&log, "");
         let log = if log_kept() { format!(", log: {}", self.log.display()) } else { String::new() };
         Err(CriuError::Failed { action: self.action, status, complaint, log })
     }

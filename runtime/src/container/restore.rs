@@ -17,7 +17,7 @@
 //! Without `--detach` berth then waits for the container like `run` and deletes it.
 //! Hooks are not run on restore. Any failure removes the cgroup and the state directory.
 
-use super::checkpoint::{self, cgroup_mode, criu_ns_name, DESCRIPTORS, EXTERNAL_NAMESPACES};
+use super::checkpoint::{self, cgroup_mode, criu_ns_name, DESCRIPTORS, EXTERNAL_NAMESPACES, EXTERNAL_STDIO};
 use super::create::write_pid_file;
 use super::delete;
 use crate::cgroups;
@@ -91,6 +91,10 @@ pub fn restore(o: &RestoreOpts) -> Result<i32> {
         Ok(d) => serde_json::from_slice(&d).map_err(|e| Error::Spec(format!("corrupt {}: {e}", images.join(DESCRIPTORS).display())))?,
         Err(e) => return Err(Error::Spec(format!("no checkpoint in {}: {DESCRIPTORS}: {e}", images.display()))),
     };
+    let external_stdio: Vec<Option<String>> = match std::fs::read(images.join(EXTERNAL_STDIO)) {
+        Ok(d) => serde_json::from_slice(&d).map_err(|e| Error::Spec(format!("corrupt {}: {e}", images.join(EXTERNAL_STDIO).display())))?,
+        Err(_) => Vec::new(),
+    };
     let work = match &o.work_path {
         Some(w) => std::path::absolute(w).with_ctx(|| format!("work path {}", w.display()))?,
         None => images.clone(),
@@ -148,10 +152,18 @@ pub fn restore(o: &RestoreOpts) -> Result<i32> {
             c.arg("--join-ns").arg(a);
         }
     }
-    // The init's stdio at dump: pipes are replaced by ours (fd 0, 1, 2), as runc does.
-    for (fd, what) in descriptors.iter().enumerate().take(3) {
-        if what.starts_with("pipe:") {
-            c.arg("--inherit-fd").arg(format!("fd[{fd}]:{what}"));
+    // The init's stdio at dump: pipes (as runc does) and host files are replaced by ours
+    // (fd 0, 1, 2); one fd per key.
+    let mut keys: Vec<&str> = Vec::new();
+    for fd in 0..3 {
+        let key = match (descriptors.get(fd), external_stdio.get(fd).and_then(|k| k.as_deref())) {
+            (Some(d), _) if d.starts_with("pipe:") => d.as_str(),
+            (_, Some(k)) => k,
+            _ => continue,
+        };
+        if !keys.contains(&key) {
+            c.arg("--inherit-fd").arg(format!("fd[{fd}]:{key}"));
+            keys.push(key);
         }
     }
 
