@@ -1,0 +1,134 @@
+//! Checkpoint and restore with CRIU on the pure cgroup v2 guest (where `criu check` passes:
+//! tests/vm/prepare loads the netfilter and sock-diag modules it needs). A busybox shell
+//! counts in a variable and prints every value; after `checkpoint` (the container stopped,
+//! its processes gone) and `restore` the numbers go on from where they were: the shell's
+//! memory came back, not a fresh start at 1.
+
+use berth_tests::bundle::Bundle;
+use berth_tests::runtime::{processes_in, run_to_files, Runtime, TIMEOUT};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done";
+
+/// True (after saying why) when the test cannot run here; in the guest CRIU must work.
+fn skip(test: &str, rt: &Runtime) -> bool {
+    if berth_tests::cgroup2::skip(test) {
+        return true;
+    }
+    if rt.skip_unless_berth(test, "berth's checkpoint/restore") {
+        return true;
+    }
+    let out = std::process::Command::new("criu").arg("check").output().expect("run criu check (scripts/deps.sh installs criu)");
+    assert!(out.status.success(), "{test}: criu check fails in the guest: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    false
+}
+
+/// The numbers the container printed so far (a torn last line is left out).
+fn numbers(p: &Path) -> Vec<u64> {
+    let s = std::fs::read_to_string(p).unwrap_or_default();
+    let complete = &s[..s.rfind('\n').map(|i| i + 1).unwrap_or(0)];
+    complete.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Waits until the last number in `p` is at least `n`.
+#[track_caller]
+fn wait_count(p: &Path, n: u64, what: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = numbers(p).last().copied().unwrap_or(0);
+        if last >= n {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "{what}: the counter in {} stayed at {last} (wanted {n})", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn restore(rt: &Runtime, b: &Bundle, id: &str, images: &Path, out: &Path, extra: &[&str]) -> berth_tests::runtime::Out {
+    let dir = b.dir_str();
+    let img = images.to_string_lossy().into_owned();
+    let mut args = vec!["restore", "--detach", "--bundle", &dir, "--image-path", &img];
+    args.extend_from_slice(extra);
+    args.push(id);
+    run_to_files(rt.command(&args), out, &b.stderr_path(), TIMEOUT)
+}
+
+#[test]
+fn checkpoint_then_restore_continues_the_counter() {
+    let test = "checkpoint_then_restore_continues_the_counter";
+    let mut b = Bundle::new("cg2-ckpt");
+    let rt = Runtime::new("cg2-ckpt");
+    if skip(test, &rt) {
+        return;
+    }
+    let id = rt.id("");
+    b.sh(COUNTER);
+    rt.create(&id, &b).ok();
+    rt.start(&id).ok();
+    let old_pid = rt.pid(&id).expect("pid");
+    let out = b.stdout_path();
+    wait_count(&out, 5, "before checkpoint");
+
+    let images = rt.scratch().join("images");
+    let pid_file = rt.scratch().join("restored.pid");
+    rt.exec(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]).ok();
+    assert_eq!(rt.status(&id).as_deref(), Some("stopped"), "checkpoint without --leave-running stops the container");
+    assert!(processes_in(&b.rootfs()).is_empty(), "no container process after the checkpoint");
+    let before = numbers(&out);
+    let last = *before.last().unwrap();
+    assert!(images.join("descriptors.json").exists() && images.join("inventory.img").exists(), "CRIU images in {}", images.display());
+
+    // Same id: restore replaces the stopped container's leftovers.
+    restore(&rt, &b, &id, &images, &out, &["--pid-file", pid_file.to_str().unwrap()]).ok();
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    let pid = rt.pid(&id).expect("restored pid");
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), pid.to_string(), "--pid-file names the restored init");
+    assert_ne!(pid, old_pid, "a new init process (host pid)");
+    wait_count(&out, last + 5, "after restore");
+
+    // Every number once, in order, across the restore: the shell's `i` was restored.
+    let all = numbers(&out);
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(all, expected, "the counter continues from {last} after restore");
+    assert!(all.len() as u64 > last + 1);
+
+    rt.delete_force(&id).ok();
+    rt.assert_nothing_left(&id, &b);
+}
+
+#[test]
+fn checkpoint_leave_running_then_restore_after_delete() {
+    let test = "checkpoint_leave_running_then_restore_after_delete";
+    let mut b = Bundle::new("cg2-ckpt-lr");
+    let rt = Runtime::new("cg2-ckpt-lr");
+    if skip(test, &rt) {
+        return;
+    }
+    let id = rt.id("");
+    b.sh(COUNTER);
+    rt.create(&id, &b).ok();
+    rt.start(&id).ok();
+    let out = b.stdout_path();
+    wait_count(&out, 5, "before checkpoint");
+    let images = rt.scratch().join("images-lr");
+    let work = rt.scratch().join("work-lr");
+    rt.exec(&["checkpoint", "--leave-running", "--image-path", images.to_str().unwrap(), "--work-path", work.to_str().unwrap(), &id]).ok();
+    assert!(work.join("dump.log").exists(), "criu's log goes to --work-path");
+    let at_checkpoint = numbers(&out).last().copied().unwrap();
+    assert_eq!(rt.status(&id).as_deref(), Some("running"), "--leave-running");
+    let later = wait_count(&out, at_checkpoint + 5, "after a --leave-running checkpoint");
+    rt.delete_force(&id).ok();
+
+    let out2 = rt.scratch().join("restored.out");
+    restore(&rt, &b, &id, &images, &out2, &["--work-path", work.to_str().unwrap()]).ok();
+    assert!(work.join("restore.log").exists());
+    wait_count(&out2, 3, "after restore");
+    let resumed = numbers(&out2);
+    // The restored shell goes on from the value it had when it was dumped (frozen between
+    // the last number read before and the first read after the checkpoint returned).
+    assert!(resumed[0] > 1 && resumed[0] <= later, "restored counter starts at {} (dumped near {at_checkpoint}, ran on to {later})", resumed[0]);
+    assert_eq!(resumed[1], resumed[0] + 1);
+    rt.delete_force(&id).ok();
+    rt.assert_nothing_left(&id, &b);
+}
