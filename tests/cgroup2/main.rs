@@ -18,6 +18,7 @@ use berth_tests::require_pure_cgroup2;
 mod apparmor;
 mod checkpoint;
 mod cri;
+mod cri_checkpoint;
 mod devices;
 mod limits;
 mod monitor;
