@@ -45,6 +45,20 @@ fn wait_count(p: &Path, n: u64, what: &str) -> u64 {
     }
 }
 
+/// Waits until `p` holds at least `n` numbers; returns them.
+#[track_caller]
+fn wait_lines(p: &Path, n: usize, what: &str) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = numbers(p);
+        if v.len() >= n {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: {} holds only {v:?} (wanted {n} numbers)", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn restore(rt: &Runtime, b: &Bundle, id: &str, images: &Path, out: &Path, extra: &[&str]) -> berth_tests::runtime::Out {
     let dir = b.dir_str();
     let img = images.to_string_lossy().into_owned();
@@ -123,12 +137,36 @@ fn checkpoint_leave_running_then_restore_after_delete() {
     let out2 = rt.scratch().join("restored.out");
     restore(&rt, &b, &id, &images, &out2, &["--work-path", work.to_str().unwrap()]).ok();
     assert!(work.join("restore.log").exists());
-    wait_count(&out2, 3, "after restore");
-    let resumed = numbers(&out2);
+    let resumed = wait_lines(&out2, 3, "after restore");
     // The restored shell goes on from the value it had when it was dumped (frozen between
     // the last number read before and the first read after the checkpoint returned).
     assert!(resumed[0] > 1 && resumed[0] <= later, "restored counter starts at {} (dumped near {at_checkpoint}, ran on to {later})", resumed[0]);
     assert_eq!(resumed[1], resumed[0] + 1);
+    rt.delete_force(&id).ok();
+    rt.assert_nothing_left(&id, &b);
+}
+
+#[test]
+fn checkpoint_leave_running_keeps_a_paused_container_paused() {
+    let test = "checkpoint_leave_running_keeps_a_paused_container_paused";
+    let mut b = Bundle::new("cg2-ckpt-paused");
+    let rt = Runtime::new("cg2-ckpt-paused");
+    if skip(test, &rt) {
+        return;
+    }
+    let id = rt.id("");
+    b.sh(COUNTER);
+    rt.create(&id, &b).ok();
+    rt.start(&id).ok();
+    let out = b.stdout_path();
+    wait_count(&out, 3, "before pause");
+    rt.exec(&["pause", &id]).ok();
+    let images = rt.scratch().join("images-paused");
+    rt.exec(&["checkpoint", "--leave-running", "--image-path", images.to_str().unwrap(), &id]).ok();
+    assert_eq!(rt.status(&id).as_deref(), Some("paused"), "a paused container stays paused after a --leave-running checkpoint");
+    rt.exec(&["resume", &id]).ok();
+    let last = numbers(&out).last().copied().unwrap();
+    wait_count(&out, last + 3, "after resume");
     rt.delete_force(&id).ok();
     rt.assert_nothing_left(&id, &b);
 }

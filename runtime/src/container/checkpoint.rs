@@ -115,6 +115,11 @@ pub fn checkpoint(o: &CheckpointOpts) -> Result<()> {
         made.undo();
         return Err(e.into());
     }
+    // A paused container stays paused: criu 3.17 leaves a cgroup it found frozen as it was
+    // (tests/cgroup2/checkpoint.rs); should a criu thaw it anyway, it is frozen again.
+    if o.leave_running && status == Status::Paused && !crate::cgroups::is_frozen(&st.cgroup) {
+        crate::cgroups::freezer::set(&st.cgroup, true)?;
+    }
     crate::logger::debug(&format!("{}: checkpointed to {} (leave running: {})", o.id, images.display(), o.leave_running));
     Ok(())
 }

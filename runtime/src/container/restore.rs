@@ -183,7 +183,7 @@ pub fn restore(o: &RestoreOpts) -> Result<i32> {
         bundle: bundle.path.clone(),
         rootfs: bundle.rootfs.clone(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        owner: nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name).unwrap_or_else(|| "root".into()),
+        owner: super::create::owner_name(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         cgroup: cgroup.clone(),
         systemd_unit: None,
