@@ -73,6 +73,11 @@ fn checkpoint_pre_dump_and_bad_cgroup_mode_are_refused() {
     assert!(!images.exists(), "nothing written for a refused checkpoint");
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
     rt.exec(&["checkpoint", "--image-path", img, "no-such-container"]).fails_mentioning(&["does not exist"]);
+    // No CRIU at that path: said so, and nothing is left either.
+    let o = rt.exec(&["--criu", "/nonexistent/criu", "checkpoint", "--image-path", img, &id]);
+    o.fails_mentioning(&["cannot run /nonexistent/criu"]);
+    assert!(!images.exists(), "no image directory left when criu cannot run");
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
 }
 
 #[test]
