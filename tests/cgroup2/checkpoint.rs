@@ -2,7 +2,8 @@
 //! tests/vm/prepare loads the netfilter and sock-diag modules it needs). A busybox shell
 //! counts in a variable and prints every value; after `checkpoint` (the container stopped,
 //! its processes gone) and `restore` the numbers go on from where they were: the shell's
-//! memory came back, not a fresh start at 1.
+//! memory came back, not a fresh start at 1. Also with a network namespace joined by path
+//! and a bind mount (what a pod's container has), and a paused container stays paused.
 
 use berth_tests::bundle::Bundle;
 use berth_tests::runtime::{processes_in, run_to_files, Runtime, TIMEOUT};
@@ -167,6 +168,70 @@ fn checkpoint_leave_running_keeps_a_paused_container_paused() {
     rt.exec(&["resume", &id]).ok();
     let last = numbers(&out).last().copied().unwrap();
     wait_count(&out, last + 3, "after resume");
+    rt.delete_force(&id).ok();
+    rt.assert_nothing_left(&id, &b);
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(name: &str) -> NetNs {
+        let st = std::process::Command::new("ip").args(["netns", "add", name]).status().expect("ip netns add");
+        assert!(st.success(), "ip netns add {name}");
+        NetNs(name.into())
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// What a pod's container has: a network namespace joined by path (external to CRIU: not
+/// dumped, joined again) and a bind mount (CRIU binds the bundle's source again), here the
+/// directory the counter writes to.
+#[test]
+fn checkpoint_restore_with_a_joined_netns_and_a_bind_mount() {
+    let test = "checkpoint_restore_with_a_joined_netns_and_a_bind_mount";
+    let mut b = Bundle::new("cg2-ckpt-ns");
+    let rt = Runtime::new("cg2-ckpt-ns");
+    if skip(test, &rt) {
+        return;
+    }
+    let id = rt.id("");
+    let ns = NetNs::new(&format!("bt-ckpt-{}", std::process::id()));
+    b.add_namespace("network", Some(&ns.path()));
+    let data = rt.scratch().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    b.add_mount(serde_json::json!({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]}));
+    b.sh("i=0; while :; do i=$((i+1)); echo $i >> /data/count; readlink /proc/self/ns/net > /data/netns; usleep 50000; done");
+    rt.create(&id, &b).ok();
+    rt.start(&id).ok();
+    let count = data.join("count");
+    wait_count(&count, 5, "before checkpoint");
+    let netns = |p: &Path| std::fs::read_to_string(p.join("netns")).unwrap_or_default().trim().to_string();
+    let joined = format!("net:[{}]", std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(ns.path()).unwrap()));
+    assert_eq!(netns(&data), joined, "the container is in the named netns");
+
+    let images = rt.scratch().join("images-ns");
+    rt.exec(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]).ok();
+    let last = *numbers(&count).last().unwrap();
+    restore(&rt, &b, &id, &images, &b.stdout_path(), &[]).ok();
+    wait_count(&count, last + 5, "after restore");
+    let all = numbers(&count);
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "the counter goes on in the bind-mounted file from {last}");
+    std::fs::remove_file(data.join("netns")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while netns(&data).is_empty() {
+        assert!(Instant::now() < deadline, "the restored container stopped writing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(netns(&data), joined, "restored into the same named netns");
     rt.delete_force(&id).ok();
     rt.assert_nothing_left(&id, &b);
 }
