@@ -214,7 +214,18 @@ fn checkpoint_restore_with_a_joined_netns_and_a_bind_mount() {
     rt.start(&id).ok();
     let count = data.join("count");
     wait_count(&count, 5, "before checkpoint");
-    let netns = |p: &Path| std::fs::read_to_string(p.join("netns")).unwrap_or_default().trim().to_string();
+    // The shell rewrites the file every round (truncate, then write): read until it has a line.
+    let netns = |p: &Path| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = std::fs::read_to_string(p.join("netns")).unwrap_or_default();
+            if s.ends_with('\n') {
+                return s.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "the container stopped writing {}", p.join("netns").display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let joined = format!("net:[{}]", std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(ns.path()).unwrap()));
     assert_eq!(netns(&data), joined, "the container is in the named netns");
 
@@ -225,12 +236,8 @@ fn checkpoint_restore_with_a_joined_netns_and_a_bind_mount() {
     wait_count(&count, last + 5, "after restore");
     let all = numbers(&count);
     assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "the counter goes on in the bind-mounted file from {last}");
+    // Written by the restored shell (the file is recreated after this removal).
     std::fs::remove_file(data.join("netns")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while netns(&data).is_empty() {
-        assert!(Instant::now() < deadline, "the restored container stopped writing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(netns(&data), joined, "restored into the same named netns");
     rt.delete_force(&id).ok();
     rt.assert_nothing_left(&id, &b);

@@ -6,11 +6,13 @@
 //!   destination, so restore can bind the bundle's sources there again;
 //! - a network or pid namespace joined by path (a pod's) is external (`net[inode]:key`): it
 //!   is not dumped and restore joins the one named in the bundle;
-//! - the init's stdio is recorded in `descriptors.json` (runc's file: the fds' link
-//!   targets), so restore can hand its own stdio to pipes the dump saw (criu
-//!   `--inherit-fd`); stdio that is a file of the host (`/dev/null`, a log file: on a mount
-//!   the container does not have, which criu cannot dump) is dumped as an external file
-//!   (`--external file[mnt_id:inode]`), its key kept in `external-stdio.json` for restore.
+//! - the init's stdio, as `create` recorded it in the state (a shell redirecting its own
+//!   stdout moves the original to another fd, so it is not read at dump time), goes to
+//!   `descriptors.json` (runc's file: the fds' link targets), so restore can hand its own
+//!   stdio to pipes the dump saw (criu `--inherit-fd`); stdio that is a file of the host
+//!   (`/dev/null`, a log file: on a mount the container does not have, which criu cannot
+//!   dump) is dumped as an external file (`--external file[mnt_id:inode]`, which covers
+//!   every fd of the tree open on it), its key kept in `external-stdio.json` for restore.
 //! The processes are frozen through the container's cgroup (`--freeze-cgroup`). Without
 //! `--leave-running` criu kills them once dumped: the container is then `stopped` (its
 //! state is kept until `delete`, or replaced by `restore` under the same id).
@@ -77,7 +79,7 @@ pub fn checkpoint(o: &CheckpointOpts) -> Result<()> {
     made.dir(&images)?;
     made.dir(&work)?;
 
-    let external_stdio = write_descriptors(st.pid, &images)?;
+    let external_stdio = write_descriptors(&st, &images)?;
     let mut c = Criu::new(&o.criu, "dump", &images, &work);
     let mut seen = Vec::new();
     for key in external_stdio.into_iter().flatten() {
@@ -202,30 +204,16 @@ fn clean_dest(p: &Path) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Records the init's stdio (`/proc/<pid>/fd/{0,1,2}` link targets, runc's format) and the
-/// external-file keys of those that are files; returns the keys.
-fn write_descriptors(pid: i32, images: &Path) -> Result<Vec<Option<String>>> {
-    let links: Vec<String> = (0..3)
-        .map(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default())
-        .collect();
-    let keys: Vec<Option<String>> = links
-        .iter()
-        .enumerate()
-        .map(|(fd, l)| if l.starts_with('/') { external_file_key(pid, fd) } else { None })
-        .collect();
-    for (name, data) in [(DESCRIPTORS, serde_json::to_vec(&links)), (EXTERNAL_STDIO, serde_json::to_vec(&keys))] {
+/// Writes the init's stdio (recorded at create; read now for a container from an older
+/// berth) as `descriptors.json` (runc's: the link targets) and `external-stdio.json` (the
+/// external-file keys); returns the keys.
+fn write_descriptors(st: &State, images: &Path) -> Result<Vec<Option<String>>> {
+    let stdio = st.stdio.clone().unwrap_or_else(|| crate::state::Stdio::of(&st.pid.to_string()));
+    for (name, data) in [(DESCRIPTORS, serde_json::to_vec(&stdio.links)), (EXTERNAL_STDIO, serde_json::to_vec(&stdio.file_keys))] {
         let file = images.join(name);
         std::fs::write(&file, data.expect("strings serialize")).with_ctx(|| format!("write {}", file.display()))?;
     }
-    Ok(keys)
-}
-
-/// criu's key for an open file: `file[<mnt_id hex>:<inode hex>]`.
-fn external_file_key(pid: i32, fd: usize) -> Option<String> {
-    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    let mnt_id: u64 = info.lines().find_map(|l| l.strip_prefix("mnt_id:"))?.trim().parse().ok()?;
-    let ino = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?.ino();
-    Some(format!("file[{mnt_id:x}:{ino:x}]"))
+    Ok(stdio.file_keys)
 }
 
 /// Directories this command created, removed again if it fails.

@@ -207,6 +207,8 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         systemd_unit: unit.as_ref().map(|u| u.name.clone()),
         hooks: bundle.spec.hooks().clone(),
         shares_host_mounts,
+        // The init's stdio is ours, unless it gets a terminal.
+        stdio: (!terminal).then(|| state::Stdio::of("self")),
     };
     loop {
         let (msg, fd) = parent_ch.recv_with_fd("the container to be ready")?;

@@ -189,6 +189,8 @@ pub fn restore(o: &RestoreOpts) -> Result<i32> {
         systemd_unit: None,
         hooks: bundle.spec.hooks().clone(),
         shares_host_mounts: false,
+        // criu gave the restored init our stdio (--inherit-fd fd[0-2]).
+        stdio: Some(state::Stdio::of("self")),
     };
     st.save(&o.root)?;
     if let Some(p) = &o.pid_file {
