@@ -10,6 +10,8 @@ pkgs=(
   apparmor
   # VM test bed (pure cgroup v2 guest)
   qemu-system-x86 cpio
+  # checkpoint/restore (berth checkpoint/restore, CRI CheckpointContainer)
+  criu
   # registry and image tooling for the CRI/image tests
   docker-registry skopeo umoci containerd apache2-utils zstd
   # real clients driving the runtime under test (tests/runtime/podman.rs, containerd.rs);

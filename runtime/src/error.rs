@@ -23,6 +23,8 @@ pub enum Error {
     Signal(String),
     #[error("cgroup: {0}")]
     Cgroup(String),
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
     #[error("systemd: {0}")]
     Systemd(#[from] crate::cgroups::systemd::SystemdError),
     #[error("{kind} hook {path}: {why}")]

@@ -1,7 +1,7 @@
 //! `berth`: runc-compatible command line over the berth_runtime library.
 
 use anyhow::Context;
-use berth_runtime::container::{create, delete, events, exec as exec_cmd, features, kill, list, pause, ps, run, spec, start, update};
+use berth_runtime::container::{checkpoint, create, delete, events, exec as exec_cmd, features, kill, list, pause, ps, restore, run, spec, start, update};
 use berth_runtime::{console, logger};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -24,9 +24,9 @@ struct Cli {
     /// `slice:prefix:name`). Later commands follow what `create` recorded.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility (checkpointing is not supported).
-    #[arg(long, global = true, hide = true)]
-    criu: Option<String>,
+    /// The CRIU binary `checkpoint` and `restore` run (default: criu on PATH).
+    #[arg(long, global = true, default_value = berth_runtime::criu::DEFAULT_BINARY)]
+    criu: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -170,8 +170,76 @@ struct UpdateArgs {
     kernel_memory_tcp: Option<String>,
 }
 
+/// CRIU options both `checkpoint` and `restore` take (runc's names).
+#[derive(Args)]
+struct CriuFlags {
+    /// Directory of the CRIU images.
+    #[arg(long = "image-path", default_value = "checkpoint")]
+    image_path: PathBuf,
+    /// Directory for CRIU's log and work files (default: the image path).
+    #[arg(long = "work-path")]
+    work_path: Option<PathBuf>,
+    /// Allow established TCP connections.
+    #[arg(long = "tcp-established")]
+    tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    ext_unix_sk: bool,
+    /// Allow shell jobs (a controlling terminal shared with the caller).
+    #[arg(long = "shell-job")]
+    shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    file_locks: bool,
+    /// CRIU's cgroup mode: soft (default), full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode")]
+    manage_cgroups_mode: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckpointArgs {
+    #[command(flatten)]
+    criu: CriuFlags,
+    /// Leave the container running after the checkpoint.
+    #[arg(long = "leave-running")]
+    leave_running: bool,
+    /// Iterative pre-dump (refused: not supported).
+    #[arg(long = "pre-dump")]
+    pre_dump: bool,
+    id: String,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    criu: CriuFlags,
+    /// Path to the bundle (the directory holding config.json).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Return once the container runs instead of waiting for it.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the restored init's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Console socket (a container with a terminal cannot be restored yet: refused).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility (criu sets up the root).
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Accepted for runc compatibility (the keyring is part of the images).
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    id: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Checkpoint a running container with CRIU.
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a CRIU checkpoint.
+    Restore(RestoreArgs),
     /// Create a container; its process waits for `start`.
     Create(CreateArgs),
     /// Start a created container's process.
@@ -266,7 +334,42 @@ fn opts(root: &std::path::Path, systemd_cgroup: bool, a: CreateArgs) -> (create:
 fn exec(cli: Cli) -> anyhow::Result<i32> {
     let root = cli.root;
     let systemd = cli.systemd_cgroup;
+    let criu = cli.criu;
     match cli.cmd {
+        Cmd::Checkpoint(a) => checkpoint::checkpoint(&checkpoint::CheckpointOpts {
+            root: root.clone(),
+            id: a.id,
+            criu,
+            image_path: a.criu.image_path,
+            work_path: a.criu.work_path,
+            leave_running: a.leave_running,
+            tcp_established: a.criu.tcp_established,
+            ext_unix_sk: a.criu.ext_unix_sk,
+            shell_job: a.criu.shell_job,
+            file_locks: a.criu.file_locks,
+            pre_dump: a.pre_dump,
+            manage_cgroups_mode: a.criu.manage_cgroups_mode,
+        })?,
+        Cmd::Restore(a) => {
+            let _ = (a.no_pivot, a.no_new_keyring);
+            return Ok(restore::restore(&restore::RestoreOpts {
+                root: root.clone(),
+                id: a.id,
+                criu,
+                bundle: a.bundle,
+                image_path: a.criu.image_path,
+                work_path: a.criu.work_path,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+                tcp_established: a.criu.tcp_established,
+                ext_unix_sk: a.criu.ext_unix_sk,
+                shell_job: a.criu.shell_job,
+                file_locks: a.criu.file_locks,
+                manage_cgroups_mode: a.criu.manage_cgroups_mode,
+                systemd_cgroup: systemd,
+            })?);
+        }
         Cmd::Create(a) => {
             let (o, sock) = opts(&root, systemd, a);
             let console = sock.as_deref().map(console::connect).transpose()?;

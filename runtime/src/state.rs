@@ -67,6 +67,38 @@ pub struct State {
     /// rootfs, and `delete` detaches them.
     #[serde(default)]
     pub shares_host_mounts: bool,
+    /// The init's stdio as it was given (fds 0-2), for `checkpoint`: taken at create, when
+    /// no redirection of the container's own can have replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<Stdio>,
+}
+
+/// fds 0-2 of a container's init: their link targets (runc's `descriptors.json`) and, for
+/// files, CRIU's external-file key `file[<mnt_id hex>:<inode hex>]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stdio {
+    pub links: Vec<String>,
+    pub file_keys: Vec<Option<String>>,
+}
+
+impl Stdio {
+    /// Reads fds 0-2 of `/proc/<who>` (`self` or a pid).
+    pub fn of(who: &str) -> Stdio {
+        let links: Vec<String> = (0..3)
+            .map(|fd| std::fs::read_link(format!("/proc/{who}/fd/{fd}")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect();
+        let file_keys = links.iter().enumerate().map(|(fd, l)| if l.starts_with('/') { file_key(who, fd) } else { None }).collect();
+        Stdio { links, file_keys }
+    }
+}
+
+/// CRIU's key for an open file: `file[<mnt_id hex>:<inode hex>]`.
+fn file_key(who: &str, fd: usize) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let info = std::fs::read_to_string(format!("/proc/{who}/fdinfo/{fd}")).ok()?;
+    let mnt_id: u64 = info.lines().find_map(|l| l.strip_prefix("mnt_id:"))?.trim().parse().ok()?;
+    let ino = std::fs::metadata(format!("/proc/{who}/fd/{fd}")).ok()?.ino();
+    Some(format!("file[{mnt_id:x}:{ino:x}]"))
 }
 
 /// The OCI state as `berth state` prints it (runc's shape, with `created` and `owner`).
@@ -199,6 +231,21 @@ mod tests {
         }
         for bad in ["", ".", "..", "a/b", "../x", "a b", "x\n"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn own_stdio_is_read() {
+        let s = Stdio::of("self");
+        assert_eq!(s.links.len(), 3);
+        assert_eq!(s.file_keys.len(), 3);
+        for (l, k) in s.links.iter().zip(&s.file_keys) {
+            if l.starts_with('/') {
+                let k = k.as_deref().unwrap_or_default();
+                assert!(k.starts_with("file[") && k.ends_with(']') && k.contains(':'), "{l} → {k}");
+            } else {
+                assert!(k.is_none(), "{l}");
+            }
         }
     }
 

@@ -8,16 +8,16 @@
 
 #[path = "../cri/common.rs"]
 #[allow(dead_code)]
-mod common;
+pub(crate) mod common;
 
 use berth_tests::registry::{busybox_layer, docker_archive_with};
 use common::{clients, Env};
 use k8s_cri::v1 as cri;
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "localhost/berth-test/busybox:latest";
+pub(crate) const IMAGE: &str = "localhost/berth-test/busybox:latest";
 
-fn container(name: &str, cmd: &[&str], memory: i64) -> cri::ContainerConfig {
+pub(crate) fn container(name: &str, cmd: &[&str], memory: i64) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
         image: Some(cri::ImageSpec { image: IMAGE.into(), ..Default::default() }),
@@ -33,7 +33,7 @@ fn container(name: &str, cmd: &[&str], memory: i64) -> cri::ContainerConfig {
 
 /// berth-cri on temp roots with this build's runtime (or BERTH_RUNTIME) as the handler,
 /// `extra` appended to the `[runtime]` section, and the busybox image imported.
-fn start(env: &Env, extra: &str) -> common::Daemon {
+pub(crate) fn start(env: &Env, extra: &str) -> common::Daemon {
     let runtime = berth_tests::runtime::runtime_path().display().to_string();
     let handler = if runtime.contains("runc") { "runc" } else { "berth" };
     std::fs::write(
@@ -52,7 +52,7 @@ fn start(env: &Env, extra: &str) -> common::Daemon {
     env.start()
 }
 
-fn host_pod(env: &Env, name: &str, cgroup_parent: &str) -> cri::PodSandboxConfig {
+pub(crate) fn host_pod(env: &Env, name: &str, cgroup_parent: &str) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("{name}-{}", std::process::id()), namespace: "bt".into(), attempt: 0 }),
         log_directory: env.p("logs").display().to_string(),

@@ -16,7 +16,9 @@ use berth_tests::cgroup2::{fs_magic, Cgroup, CGROUP2_SUPER_MAGIC, CONTROLLERS, R
 use berth_tests::require_pure_cgroup2;
 
 mod apparmor;
+mod checkpoint;
 mod cri;
+mod cri_checkpoint;
 mod devices;
 mod limits;
 mod monitor;

@@ -1,4 +1,4 @@
-//! The daemon as kubelet sees it: Version, Status, the RPCs still Unimplemented, the socket lifecycle.
+//! The daemon as kubelet sees it: Version, Status, requests missing what they need, the socket lifecycle.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
@@ -7,7 +7,7 @@ use k8s_cri::v1 as cri;
 use crate::common::{clients, stderr, Env};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn version_status_and_unimplemented() {
+async fn version_status_and_bad_requests() {
     let env = Env::new("");
     // A default handler whose binary does not exist: RuntimeReady must be false.
     std::fs::write(
@@ -42,9 +42,10 @@ async fn version_status_and_unimplemented() {
 
     // Without a CNI config, NetworkReady says why.
     assert!(nr.message.contains("no network config"), "{nr:?}");
+    // CheckpointContainer is implemented (tests/cri/checkpoint.rs): an empty request is invalid.
     let e = rt.checkpoint_container(cri::CheckpointContainerRequest::default()).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("not implemented yet"), "{}", e.message());
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("container_id is required"), "{}", e.message());
     let e = rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }

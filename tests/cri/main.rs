@@ -1,5 +1,6 @@
 //! Integration tests of `berth-cri` through its CRI gRPC socket, as kubelet would.
 
+mod checkpoint;
 mod common;
 mod config;
 mod crash;

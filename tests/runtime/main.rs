@@ -14,6 +14,7 @@
 
 mod bad_input;
 mod cgroups;
+mod checkpoint;
 mod cli;
 mod compat;
 mod exec;

@@ -1,7 +1,9 @@
 //! Containers: the record (`record.rs`), berth's default AppArmor profile (`apparmor.rs`), the OCI spec built from the CRI config (`spec/`),
-//! the container monitor (`monitor.rs`), the runtime CLI (`runtime.rs`) and what that runtime can do (`features.rs`).
+//! the container monitor (`monitor.rs`), the runtime CLI (`runtime.rs`), what that runtime can do (`features.rs`) and the
+//! checkpoint archive (`checkpoint.rs`).
 
 pub mod apparmor;
+pub mod checkpoint;
 pub mod features;
 pub mod monitor;
 pub mod record;

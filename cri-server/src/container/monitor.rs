@@ -29,6 +29,9 @@ pub struct Launch {
     pub id: String,
     pub bundle: PathBuf,
     pub pidfile: PathBuf,
+    /// CRIU images to restore from: the monitor runs the runtime's `restore` (conmon's
+    /// `--restore`), and the container runs once it answers.
+    pub restore: Option<PathBuf>,
     pub monitor_pidfile: PathBuf,
     pub exit_dir: PathBuf,
     pub persist_dir: PathBuf,
@@ -117,6 +120,9 @@ pub fn create(l: &Launch, monitor_path: &std::path::Path) -> Result<i32, Monitor
         .args(["--log-level", "info", "--syslog"]);
     for a in &l.runtime_args {
         c.arg("--runtime-arg").arg(a);
+    }
+    if let Some(r) = &l.restore {
+        c.arg("--restore").arg(r);
     }
     if l.tty {
         c.arg("-t");

@@ -43,6 +43,10 @@ pub struct ContainerRecord {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// A container made from a checkpoint archive: the CRIU images StartContainer restores
+    /// from (the monitor then runs the runtime's `restore`, not `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

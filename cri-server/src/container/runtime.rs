@@ -80,6 +80,11 @@ impl Runtime {
             r => r.map(|_| ()),
         }
     }
+    /// `checkpoint --leave-running` into `images` (CRIU's log in `work`).
+    pub async fn checkpoint(&self, id: &str, images: &Path, work: &Path, timeout: Duration) -> Result<(), RuntimeError> {
+        let (i, w) = (images.to_string_lossy(), work.to_string_lossy());
+        self.run(&["checkpoint", "--leave-running", "--image-path", &i, "--work-path", &w, id], None, timeout).await.map(|_| ())
+    }
     pub async fn update(&self, id: &str, resources_json: Vec<u8>) -> Result<(), RuntimeError> {
         self.run(&["update", "--resources", "-", id], Some(resources_json), Duration::from_secs(30)).await.map(|_| ())
     }

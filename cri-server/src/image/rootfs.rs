@@ -145,6 +145,18 @@ fn fs_log(fsfd: &std::os::fd::OwnedFd) -> String {
 impl Store {
     /// Mounts `<root>/containers/<id>/merged` and returns it.
     pub fn create_rootfs(&self, image_id: &str, container_id: &str, idmap: Option<&Idmap>) -> Result<PathBuf, StoreError> {
+        self.create_rootfs_with(image_id, container_id, idmap, None)
+    }
+
+    /// [`Store::create_rootfs`], with a layer tar (a checkpoint's `rootfs-diff.tar`) unpacked
+    /// into the upper directory before the mount: the container starts with those changes.
+    pub fn create_rootfs_with(
+        &self,
+        image_id: &str,
+        container_id: &str,
+        idmap: Option<&Idmap>,
+        diff: Option<(&Path, super::unpack::UnpackOptions)>,
+    ) -> Result<PathBuf, StoreError> {
         if !valid_container_id(container_id) {
             return Err(StoreError::BadContainerId(container_id.into()));
         }
@@ -175,6 +187,12 @@ impl Store {
         if let Err(e) = r {
             let _ = fs::remove_dir_all(&dir);
             return Err(ioe(&dir)(e));
+        }
+        if let Some((tar, opts)) = diff {
+            if let Err(e) = super::unpack::unpack_layer(tar, &upper, opts) {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(StoreError::Mount { container: container_id.into(), source: io::Error::other(format!("rootfs diff {}: {e}", tar.display())) });
+            }
         }
         // overlayfs wants the top layer first. mount(2) takes at most one page of options,
         // so the layers are named by short symlinks `lower/0`, `lower/1`, ... and the mount
@@ -220,6 +238,14 @@ impl Store {
             return Err(mount_err(e));
         }
         Ok(merged)
+    }
+
+    /// The overlay upper directory of a container's rootfs: what the container changed.
+    pub fn upper_dir(&self, container_id: &str) -> Result<PathBuf, StoreError> {
+        if !valid_container_id(container_id) {
+            return Err(StoreError::BadContainerId(container_id.into()));
+        }
+        Ok(self.root().join("containers").join(container_id).join("upper"))
     }
 
     /// Unmounts and deletes a container's rootfs and drops its image reference.

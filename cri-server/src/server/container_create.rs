@@ -1,6 +1,8 @@
 //! CreateContainer: resolve the image, reserve the name, persist a `Creating` record, mount
 //! the rootfs, build the OCI spec (`container::spec`), and start the container's berth-mon,
 //! which runs the runtime's `create` and reports the init's pid. Any failure undoes it all.
+//! An image that is the path of a checkpoint archive makes a container to restore instead
+//! (`container_restore.rs`).
 
 use super::CriServer;
 use crate::container::record::{self, Container, ContainerRecord, ContainerState};
@@ -50,6 +52,11 @@ impl CriServer {
             return Err(Status::invalid_argument(format!("CreateContainer: metadata.name {:?} is empty or not a valid name", meta.name)));
         }
         let image = super::image_of(config.image.clone())?;
+        let restore = self.checkpoint_import(&image).await?;
+        let image = match &restore {
+            Some(r) => r.image(),
+            None => image,
+        };
         let sid = self.registry.resolve(Kind::Sandbox, &r.pod_sandbox_id).ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", r.pod_sandbox_id)))?;
         let sb = self.registry.sandbox(&sid).ok_or_else(|| Status::not_found(format!("pod sandbox {sid} not found")))?;
         if sb.record.state != SandboxState::Ready {
@@ -60,7 +67,10 @@ impl CriServer {
         let img = image.clone();
         let rec = super::blocking(move || store.find_image(&img, &names))
             .await?
-            .ok_or_else(|| Status::not_found(format!("CreateContainer: image {image:?} is not present (pull it first)")))?;
+            .ok_or_else(|| match &restore {
+                Some(r) => Status::not_found(format!("CreateContainer: image {image:?} of checkpoint {} is not present (pull it first)", r.archive.display())),
+                None => Status::not_found(format!("CreateContainer: image {image:?} is not present (pull it first)")),
+            })?;
 
         let id = crate::persist::new_id();
         let key = record::name_key(&meta, &sb.metadata());
@@ -89,7 +99,7 @@ impl CriServer {
                 exit_code: 0,
                 reason: String::new(),
                 message: String::new(),
-                image: image.clone(),
+                image: restore.as_ref().map(|r| r.dump.rootfs_image_name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| image.clone()),
                 image_id: rec.id.clone(),
                 image_ref: rec.repo_digests.first().cloned().unwrap_or_else(|| rec.id.clone()),
                 log_path: log,
@@ -101,6 +111,7 @@ impl CriServer {
                 uid: 0,
                 gid: 0,
                 groups: vec![],
+                restore_from: restore.as_ref().map(|_| super::container_restore::restore_dir(&root, &id).join(crate::container::checkpoint::IMAGES_DIR)),
             },
             config: config.clone(),
         };
@@ -108,7 +119,7 @@ impl CriServer {
             self.registry.release(&format!("ctr:{key}"), &id);
             return Err(Status::internal(format!("CreateContainer: persist: {e}")));
         }
-        match self.build_container(&mut c, &sb, &rec.id).await {
+        match self.build_container(&mut c, &sb, &rec.id, restore.as_ref()).await {
             Ok(()) => {
                 tracing::info!(id = %id, name = %meta.name, pod = %sid, "container created");
                 self.emit(&id, &sid, cri::ContainerEventType::ContainerCreatedEvent);
@@ -123,16 +134,21 @@ impl CriServer {
         }
     }
 
-    async fn build_container(&self, c: &mut Container, sb: &crate::sandbox::Sandbox, image_id: &str) -> Result<(), Status> {
+    async fn build_container(&self, c: &mut Container, sb: &crate::sandbox::Sandbox, image_id: &str, restore: Option<&super::container_restore::Restore>) -> Result<(), Status> {
         let id = c.record.id.clone();
         let root = self.registry.root.clone();
+        let diff = match restore {
+            Some(r) => Some(self.unpack_checkpoint(&id, r).await?),
+            None => None,
+        };
         let store = self.store.clone();
         let (iid, cid) = (image_id.to_string(), id.clone());
         let idmap = match (&sb.record.user_ns, sb.record.userns) {
             (Some(ns), Some(m)) => Some(crate::image::rootfs::Idmap { userns: ns.clone(), root_uid: m.uid_host, root_gid: m.gid_host }),
             _ => None,
         };
-        let rootfs = super::blocking(move || store.create_rootfs(&iid, &cid, idmap.as_ref())).await?;
+        let unpack = crate::image::unpack::UnpackOptions { max_size: self.config.image.max_layer_size, allow_devices: self.config.image.allow_device_nodes };
+        let rootfs = super::blocking(move || store.create_rootfs_with(&iid, &cid, idmap.as_ref(), diff.as_deref().map(|d| (d, unpack)))).await?;
         let store = self.store.clone();
         let iid = image_id.to_string();
         let blob = super::blocking(move || store.read_blob(&iid)).await?;
@@ -205,24 +221,14 @@ impl CriServer {
         let rt = self.runtime_for(&c.record.handler)?;
         std::fs::create_dir_all(&rt.root).map_err(|e| Status::internal(format!("CreateContainer: runtime root: {e}")))?;
         let cdir = record::dir(&root, &id);
-        let launch = crate::container::monitor::Launch {
-            monitor: self.config.runtime.monitor_path.clone(),
-            runtime: rt.path.clone(),
-            runtime_args: rt.global_args(),
-            id: id.clone(),
-            bundle: bundle.clone(),
-            pidfile: cdir.join("pid"),
-            monitor_pidfile: cdir.join("monitor.pid"),
-            exit_dir: record::exit_dir(&root),
-            persist_dir: record::persist_dir(&root, &id),
-            log_path: c.record.log_path.clone(),
-            socket_dir: root.join("attach"),
-            tty: c.config.tty,
-            stdin: c.config.stdin,
-            stdin_once: c.config.stdin_once,
-            name: c.metadata().name,
-        };
+        let launch = self.launch(c, &rt);
         std::fs::create_dir_all(&launch.socket_dir).map_err(|e| Status::internal(format!("CreateContainer: {e}")))?;
+        if c.record.restore_from.is_some() {
+            // Restored, not created: the monitor starts with StartContainer.
+            c.record.state = ContainerState::Created;
+            self.registry.put_container(c.clone()).map_err(|e| Status::internal(format!("CreateContainer: persist: {e}")))?;
+            return Ok(());
+        }
         let monitor = self.config.runtime.monitor_path.clone();
         let pid = tokio::task::spawn_blocking(move || crate::container::monitor::create(&launch, &monitor))
             .await
@@ -234,6 +240,33 @@ impl CriServer {
         c.record.state = ContainerState::Created;
         self.registry.put_container(c.clone()).map_err(|e| Status::internal(format!("CreateContainer: persist: {e}")))?;
         Ok(())
+    }
+
+    /// How the container's monitor is started (at CreateContainer, or at StartContainer for
+    /// a restore).
+    pub(crate) fn launch(&self, c: &Container, rt: &crate::container::runtime::Runtime) -> crate::container::monitor::Launch {
+        let root = &self.registry.root;
+        let id = c.record.id.clone();
+        let bundle = record::bundle(root, &id);
+        let cdir = record::dir(root, &id);
+        crate::container::monitor::Launch {
+            monitor: self.config.runtime.monitor_path.clone(),
+            runtime: rt.path.clone(),
+            runtime_args: rt.global_args(),
+            id: id.clone(),
+            bundle: bundle.clone(),
+            pidfile: cdir.join("pid"),
+            restore: None,
+            monitor_pidfile: cdir.join("monitor.pid"),
+            exit_dir: record::exit_dir(&root),
+            persist_dir: record::persist_dir(&root, &id),
+            log_path: c.record.log_path.clone(),
+            socket_dir: root.join("attach"),
+            tty: c.config.tty,
+            stdin: c.config.stdin,
+            stdin_once: c.config.stdin_once,
+            name: c.metadata().name,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! StartContainer: the runtime's `start` (the monitor is already there since CreateContainer).
+//! StartContainer: the runtime's `start` (the monitor is already there since CreateContainer),
+//! or, for a container made from a checkpoint archive, its monitor running the runtime's `restore`.
 
 use super::CriServer;
 use crate::container::record::ContainerState;
@@ -19,7 +20,11 @@ impl CriServer {
         // Taken before: a short-lived container may be done (exit file written) before the
         // runtime's `start` returns, and must not finish before it started.
         let started = crate::sandbox::now_ns();
-        rt.start(&id).await.map_err(|e| Status::internal(format!("StartContainer: {e}")))?;
+        match c.record.restore_from.clone() {
+            // Made from a checkpoint archive: restored now (container_restore.rs).
+            Some(images) => self.start_restored(&mut c, images).await?,
+            None => rt.start(&id).await.map_err(|e| Status::internal(format!("StartContainer: {e}")))?,
+        }
         c.record.state = ContainerState::Running;
         c.record.started_at = started;
         let sandbox_id = c.record.sandbox_id.clone();

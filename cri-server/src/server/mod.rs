@@ -1,10 +1,10 @@
 //! The CRI v1 gRPC services. One file per RPC; the trait impls here only delegate.
 
-#[macro_use]
-mod unimplemented;
+mod container_checkpoint;
 mod container_create;
 mod container_list;
 mod container_remove;
+mod container_restore;
 mod container_reopen_log;
 mod container_start;
 mod container_stats;
@@ -280,7 +280,7 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_list_pod_sandbox_metrics(r.into_inner()).await.map(Response::new)
     }
 
-    unimplemented_rpcs! {
-        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
+    async fn checkpoint_container(&self, r: Request<cri::CheckpointContainerRequest>) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
+        self.do_checkpoint_container(r.into_inner()).await.map(Response::new)
     }
 }

@@ -210,6 +210,8 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
         systemd_unit: unit.as_ref().map(|u| u.name.clone()),
         hooks: bundle.spec.hooks().clone(),
         shares_host_mounts,
+        // The init's stdio is ours, unless it gets a terminal.
+        stdio: (!terminal).then(|| state::Stdio::of("self")),
     };
     loop {
         let (msg, fd) = parent_ch.recv_with_fd("the container to be ready")?;
@@ -270,7 +272,7 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, &abs).with_ctx(|| format!("write {}", abs.display()))
 }
 
-fn owner_name() -> String {
+pub(crate) fn owner_name() -> String {
     let uid = nix::unistd::geteuid();
     nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }

@@ -1,5 +1,6 @@
 //! Container lifecycle operations, one file per CLI verb.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod exec;
@@ -9,6 +10,7 @@ pub mod kill;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod run;
 pub mod spec;
 pub mod start;
