@@ -60,6 +60,20 @@ fn wait_lines(p: &Path, n: usize, what: &str) -> Vec<u64> {
     }
 }
 
+/// A started container running [`COUNTER`], or None when the test cannot run here.
+fn counting(test: &str, name: &str) -> Option<(Bundle, Runtime, String)> {
+    let mut b = Bundle::new(name);
+    let rt = Runtime::new(name);
+    if skip(test, &rt) {
+        return None;
+    }
+    let id = rt.id("");
+    b.sh(COUNTER);
+    rt.create(&id, &b).ok();
+    rt.start(&id).ok();
+    Some((b, rt, id))
+}
+
 fn restore(rt: &Runtime, b: &Bundle, id: &str, images: &Path, out: &Path, extra: &[&str]) -> berth_tests::runtime::Out {
     let dir = b.dir_str();
     let img = images.to_string_lossy().into_owned();
@@ -72,15 +86,7 @@ fn restore(rt: &Runtime, b: &Bundle, id: &str, images: &Path, out: &Path, extra:
 #[test]
 fn checkpoint_then_restore_continues_the_counter() {
     let test = "checkpoint_then_restore_continues_the_counter";
-    let mut b = Bundle::new("cg2-ckpt");
-    let rt = Runtime::new("cg2-ckpt");
-    if skip(test, &rt) {
-        return;
-    }
-    let id = rt.id("");
-    b.sh(COUNTER);
-    rt.create(&id, &b).ok();
-    rt.start(&id).ok();
+    let Some((b, rt, id)) = counting(test, "cg2-ckpt") else { return };
     let old_pid = rt.pid(&id).expect("pid");
     let out = b.stdout_path();
     wait_count(&out, 5, "before checkpoint");
@@ -115,15 +121,7 @@ fn checkpoint_then_restore_continues_the_counter() {
 #[test]
 fn checkpoint_leave_running_then_restore_after_delete() {
     let test = "checkpoint_leave_running_then_restore_after_delete";
-    let mut b = Bundle::new("cg2-ckpt-lr");
-    let rt = Runtime::new("cg2-ckpt-lr");
-    if skip(test, &rt) {
-        return;
-    }
-    let id = rt.id("");
-    b.sh(COUNTER);
-    rt.create(&id, &b).ok();
-    rt.start(&id).ok();
+    let Some((b, rt, id)) = counting(test, "cg2-ckpt-lr") else { return };
     let out = b.stdout_path();
     wait_count(&out, 5, "before checkpoint");
     let images = rt.scratch().join("images-lr");
@@ -150,15 +148,7 @@ fn checkpoint_leave_running_then_restore_after_delete() {
 #[test]
 fn checkpoint_leave_running_keeps_a_paused_container_paused() {
     let test = "checkpoint_leave_running_keeps_a_paused_container_paused";
-    let mut b = Bundle::new("cg2-ckpt-paused");
-    let rt = Runtime::new("cg2-ckpt-paused");
-    if skip(test, &rt) {
-        return;
-    }
-    let id = rt.id("");
-    b.sh(COUNTER);
-    rt.create(&id, &b).ok();
-    rt.start(&id).ok();
+    let Some((b, rt, id)) = counting(test, "cg2-ckpt-paused") else { return };
     let out = b.stdout_path();
     wait_count(&out, 3, "before pause");
     rt.exec(&["pause", &id]).ok();

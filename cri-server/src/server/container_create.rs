@@ -220,7 +220,6 @@ impl CriServer {
 
         let rt = self.runtime_for(&c.record.handler)?;
         std::fs::create_dir_all(&rt.root).map_err(|e| Status::internal(format!("CreateContainer: runtime root: {e}")))?;
-        let cdir = record::dir(&root, &id);
         let launch = self.launch(c, &rt);
         std::fs::create_dir_all(&launch.socket_dir).map_err(|e| Status::internal(format!("CreateContainer: {e}")))?;
         if c.record.restore_from.is_some() {
@@ -229,16 +228,24 @@ impl CriServer {
             self.registry.put_container(c.clone()).map_err(|e| Status::internal(format!("CreateContainer: persist: {e}")))?;
             return Ok(());
         }
+        self.spawn_monitor(c, launch, "CreateContainer").await?;
+        c.record.state = ContainerState::Created;
+        self.registry.put_container(c.clone()).map_err(|e| Status::internal(format!("CreateContainer: persist: {e}")))?;
+        Ok(())
+    }
+
+    /// Starts the container's monitor (which runs the runtime's create, or restore) and
+    /// records the init's and the monitor's pids in `c`.
+    pub(crate) async fn spawn_monitor(&self, c: &mut Container, launch: crate::container::monitor::Launch, rpc: &str) -> Result<(), Status> {
+        let monitor_pidfile = launch.monitor_pidfile.clone();
         let monitor = self.config.runtime.monitor_path.clone();
         let pid = tokio::task::spawn_blocking(move || crate::container::monitor::create(&launch, &monitor))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(format!("CreateContainer: {e}")))?;
+            .map_err(|e| Status::internal(format!("{rpc}: {e}")))?;
         c.record.pid = pid;
         c.record.pid_start = record::start_time(pid).unwrap_or(0);
-        c.record.monitor_pid = std::fs::read_to_string(cdir.join("monitor.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        c.record.state = ContainerState::Created;
-        self.registry.put_container(c.clone()).map_err(|e| Status::internal(format!("CreateContainer: persist: {e}")))?;
+        c.record.monitor_pid = std::fs::read_to_string(&monitor_pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         Ok(())
     }
 

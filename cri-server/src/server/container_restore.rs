@@ -74,15 +74,6 @@ impl CriServer {
         let rt = self.runtime_for(&c.record.handler)?;
         let mut launch = self.launch(c, &rt);
         launch.restore = Some(images);
-        let cdir = record::dir(&self.registry.root, &c.record.id);
-        let monitor = self.config.runtime.monitor_path.clone();
-        let pid = tokio::task::spawn_blocking(move || crate::container::monitor::create(&launch, &monitor))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(format!("StartContainer: restore: {e}")))?;
-        c.record.pid = pid;
-        c.record.pid_start = record::start_time(pid).unwrap_or(0);
-        c.record.monitor_pid = std::fs::read_to_string(cdir.join("monitor.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        Ok(())
+        self.spawn_monitor(c, launch, "StartContainer: restore").await
     }
 }
