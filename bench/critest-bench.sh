@@ -9,7 +9,7 @@
 #
 # The daemons take turns (berth-cri, containerd, berth-cri, ...), ROUNDS each; per operation
 # the median of all samples of a daemon and berth-cri's ratio to containerd's are printed.
-# Needs root and the critest kit (../shared/critest).
+# Needs root, critest (CRITEST or PATH; see docs/TESTBED.md) and the shared image builder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-30} IMAGES=${IMAGES:-10} ROUNDS=${ROUNDS:-2}

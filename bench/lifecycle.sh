@@ -49,11 +49,13 @@ N=${1:-${N:-100}}
 BERTH=${BERTH:-$here/../target/release/berth}
 RUNC=${RUNC:-/usr/bin/runc}
 CRUN=${CRUN:-/usr/bin/crun}
+# BERTH_BASE=<an older berth binary>: measured in the same run as "base" (before/after a change).
+BASE=${BERTH_BASE:-}
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/bt-bench.XXXXXX)
 cleanup() {
-    for rt in "$BERTH" "$RUNC" "$CRUN"; do
+    for rt in "$BERTH" "$RUNC" "$CRUN" ${BASE:+"$BASE"}; do
         for root in "$work"/root-*; do
             [ -d "$root" ] || continue
             for id in $("$rt" --root "$root" list -q 2>/dev/null); do
@@ -126,8 +128,8 @@ stats() {
 BLOCK=${BLOCK:-10}
 declare -A MED P95 FAILED
 names=()
-for name in berth runc crun; do
-    case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; esac
+for name in berth runc crun ${BASE:+base}; do
+    case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; base) rt=$BASE ;; esac
     if [ ! -x "$rt" ]; then
         echo "$name: not built ($rt missing)"
         continue
@@ -139,7 +141,7 @@ done
 
 loop() { # NAME COUNT WARMUP
     local name=$1 rt root=$work/root-$1 out=$work/times-$1
-    case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; esac
+    case $name in berth) rt=$BERTH ;; runc) rt=$RUNC ;; crun) rt=$CRUN ;; base) rt=$BASE ;; esac
     if [ $name = crun ] && grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then
         unshare -m --propagation private bash -c 'umount /sys/fs/cgroup/unified && exec "$@"' _ \
             "$self" --loop "$rt" "$root" "$bundle" "$2" "$out" "$3"
@@ -171,7 +173,7 @@ for name in "${names[@]}"; do
 done
 
 if [ -n "${MED[berth]:-}" ]; then
-    for other in runc crun; do
+    for other in runc crun base; do
         [ -n "${MED[$other]:-}" ] || continue
         awk -v a="${MED[berth]}" -v b="${MED[$other]}" -v pa="${P95[berth]}" -v pb="${P95[$other]}" -v o="$other" \
             'BEGIN { printf "berth/%s: median %.2fx, p95 %.2fx\n", o, a / b, pa / pb }'

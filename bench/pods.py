@@ -60,7 +60,9 @@ CONTAINERD = os.environ.get("CONTAINERD", "/usr/bin/containerd")
 RUNC = os.environ.get("RUNC", shutil.which("runc") or "/usr/sbin/runc")
 CNI_BIN = os.environ.get("CNI_BIN", "/usr/lib/cni")
 OUT = os.environ.get("OUT")
-CRICTL = os.environ.get("CRICTL", os.path.join(repo, "../shared/critest/bin/crictl"))
+# crictl is not shipped (built from cri-tools, docs/TESTBED.md): CRICTL or PATH; without it the
+# streaming part is skipped with a line.
+CRICTL = os.environ.get("CRICTL") or shutil.which("crictl")
 EXECS = int(os.environ.get("EXECS", "20"))          # exec round trips per daemon (0: no streaming part)
 PF_MB = int(os.environ.get("PF_MB", "64"))          # MiB pushed through port-forward per run
 for b in ["berth", "berth-mon", "berth-cri", "berth-pause"]:
@@ -553,7 +555,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     # --- streaming: exec round trip and port-forward throughput (crictl, the same for both) ----
     stream = {}
-    if EXECS > 0:
+    if EXECS > 0 and not CRICTL:
+        print("skipped: streaming part: crictl not found (set CRICTL)")
+    if EXECS > 0 and CRICTL:
         for n in daemons:
             cl = clients[n]
             sock = bsock if n == "berth-cri" else csock

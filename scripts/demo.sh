@@ -11,17 +11,23 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static
 fi
 command -v protoc >/dev/null || scripts/deps.sh >/dev/null
-cargo build --release -p berth-runtime -p berth-mon -p berth-cri
+# The same build as `make test` (one feature set), so running both builds once.
+cargo build --release --workspace --all-targets
 bin=$PWD/target/release
 # The default config finds the runtime (`berth`) and the monitor (`berth-mon`) on PATH.
 export PATH="$bin:$PATH"
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 daemon=
 cleanup() {
+  # The script's own status is kept: nothing here may turn a passing demo into a failure
+  # (under `set -e`, a pipeline that finds nothing would end the trap with status 1).
+  local rc=$?
+  set +e
   if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; fi
   # Anything a failed run left mounted under the demo's dirs.
   grep -o " $work[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 flags=(--config "$work/berth.conf" --config-dir "$work/conf.d" --socket "$work/berth.sock"

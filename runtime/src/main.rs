@@ -479,6 +479,15 @@ fn main() {
     // binary) or /proc/<pid>/fd of berth. execve of the container's program resets it.
     let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
+    // The verbs that put a process into a container run from a sealed in-memory copy of
+    // berth (CVE-2019-5736: the container can never reach the host's binary through
+    // /proc/self/exe). The others never enter a container and skip the copy.
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
+        if let Err(e) = sealed_exe::ensure(c"berth") {
+            eprintln!("berth: cannot run from a sealed copy of itself (refusing to enter a container unprotected): {e}");
+            std::process::exit(1);
+        }
+    }
     let format = match cli.log_format {
         LogFormat::Text => logger::Format::Text,
         LogFormat::Json => logger::Format::Json,

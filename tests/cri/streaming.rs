@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn crictl_cmd(n: &Node, args: &[&str]) -> Command {
     let ep = format!("unix://{}", n.daemon.socket.display());
-    let mut c = Command::new(crictl_path());
+    let mut c = Command::new(crictl_path().expect("crictl checked before the node started"));
     c.args(["--runtime-endpoint", &ep, "--image-endpoint", &ep, "--timeout", "60s"]).args(args).env("HOME", n.env.p(""));
     c
 }
@@ -29,7 +29,7 @@ fn crictl_io(n: &Node, args: &[&str], input: &[u8]) -> (i32, String, String) {
 }
 
 /// A pod with a long-running talker and a TCP echo server on 127.0.0.1:7777 (pod loopback).
-async fn start_pod(n: &mut Node, name: &str, host_network: bool) -> (String, String) {
+pub(crate) async fn start_pod(n: &mut Node, name: &str, host_network: bool) -> (String, String) {
     let pcfg = n.pod_config(name, host_network);
     let pod = n.run_pod(&pcfg).await;
     let port = if host_network { "17777" } else { "7777" };
@@ -40,7 +40,7 @@ async fn start_pod(n: &mut Node, name: &str, host_network: bool) -> (String, Str
     (pod, ctr)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -77,6 +77,7 @@ fn port_forward_round_trip(n: &Node, pod: &str, remote: u16, transport: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_with_crictl_over_both_transports() {
+    let Some(crictl) = crictl_path() else { return };
     let mut n = Node::start("stream-crictl").await;
     let (pod, ctr) = start_pod(&mut n, "stream-crictl", false).await;
     for transport in ["spdy", "websocket"] {
@@ -96,7 +97,7 @@ async fn streaming_with_crictl_over_both_transports() {
         port_forward_round_trip(&n, &pod, 7777, transport);
         // exec -it on a terminal (script(1) gives crictl one).
         let ep = format!("unix://{}", n.daemon.socket.display());
-        let line = format!("{} --runtime-endpoint {ep} exec -it --transport {transport} {ctr} sh -c 'test -t 0 && echo tty-ok'", crictl_path().display());
+        let line = format!("{} --runtime-endpoint {ep} exec -it --transport {transport} {ctr} sh -c 'test -t 0 && echo tty-ok'", crictl.display());
         let o = Command::new("script").args(["-qec", &line, "/dev/null"]).env("HOME", n.env.p("")).stdin(Stdio::null()).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("tty-ok"), "{transport}: exec -it: {out:?} {}", String::from_utf8_lossy(&o.stderr));
@@ -106,16 +107,16 @@ async fn streaming_with_crictl_over_both_transports() {
     port_forward_round_trip(&n, &hpod, 17777, "spdy");
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn ws_connect(url: &str, proto: &str) -> Result<Ws, String> {
+pub(crate) async fn ws_connect(url: &str, proto: &str) -> Result<Ws, String> {
     let mut req = url.replace("http://", "ws://").into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", proto.parse().unwrap());
     tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws).map_err(|e| e.to_string())
 }
 
 /// Run a session to its end: (stdout, stderr, status on the error channel).
-async fn ws_session(ws: &mut Ws) -> (String, String, String) {
+pub(crate) async fn ws_session(ws: &mut Ws) -> (String, String, String) {
     let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), Vec::new());
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         match m {
@@ -133,11 +134,11 @@ async fn ws_session(ws: &mut Ws) -> (String, String, String) {
     (s(out), s(err), s(status))
 }
 
-fn exec_req(ctr: &str, cmd: &[&str], stdin: bool, tty: bool) -> cri::ExecRequest {
+pub(crate) fn exec_req(ctr: &str, cmd: &[&str], stdin: bool, tty: bool) -> cri::ExecRequest {
     cri::ExecRequest { container_id: ctr.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), tty, stdin, stdout: true, stderr: !tty }
 }
 
-async fn exec_url(n: &mut Node, r: cri::ExecRequest) -> String {
+pub(crate) async fn exec_url(n: &mut Node, r: cri::ExecRequest) -> String {
     n.rt.exec(r).await.unwrap_or_else(|e| panic!("Exec: {e:?}")).into_inner().url
 }
 
@@ -322,89 +323,6 @@ async fn streaming_100_concurrent_execs() {
     eprintln!("100 concurrent execs in {:?}", begun.elapsed());
 }
 
-/// A SPDY/3.1 client of the tests' own, just enough for remotecommand: SYN_STREAMs whose
-/// header blocks are zlib (one stream for the session, sync-flushed; a dictionary is not
-/// needed to be understood), data frames, and the server's frames read back.
-mod spdy_client {
-    use flate2::{Compress, Compression, FlushCompress};
-    use std::io::{Read, Write};
-
-    pub struct Client {
-        pub s: std::net::TcpStream,
-        z: Compress,
-    }
-
-    impl Client {
-        /// Upgrade `url` with the given protocol; the status line of the answer.
-        pub fn connect(url: &str, proto: &str) -> (Client, String) {
-            let rest = url.trim_start_matches("http://");
-            let (hostport, path) = rest.split_once('/').unwrap();
-            let mut s = std::net::TcpStream::connect(hostport).unwrap();
-            s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-            write!(s, "POST /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {proto}\r\n\r\n").unwrap();
-            // The response head, byte by byte up to the blank line (frames may follow).
-            let mut head = Vec::new();
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if s.read(&mut b).unwrap_or(0) == 0 {
-                    break;
-                }
-                head.push(b[0]);
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            (Client { s, z: Compress::new(Compression::default(), true) }, head)
-        }
-
-        pub fn syn_stream(&mut self, id: u32, headers: &[(&str, &str)]) {
-            let mut raw = (headers.len() as u32).to_be_bytes().to_vec();
-            for (n, v) in headers {
-                raw.extend((n.len() as u32).to_be_bytes());
-                raw.extend(n.as_bytes());
-                raw.extend((v.len() as u32).to_be_bytes());
-                raw.extend(v.as_bytes());
-            }
-            let mut block = Vec::with_capacity(raw.len() + 128);
-            self.z.compress_vec(&raw, &mut block, FlushCompress::Sync).unwrap();
-            let mut p = id.to_be_bytes().to_vec();
-            p.extend([0, 0, 0, 0, 0, 0]);
-            p.extend(block);
-            let mut f = vec![0x80, 3, 0, 1];
-            f.extend(((p.len() as u32) & 0xff_ffff).to_be_bytes());
-            f.extend(p);
-            self.s.write_all(&f).unwrap();
-        }
-
-        pub fn data(&mut self, id: u32, data: &[u8], fin: bool) {
-            let mut f = id.to_be_bytes().to_vec();
-            f.extend((((fin as u32) << 24) | data.len() as u32).to_be_bytes());
-            f.extend(data);
-            self.s.write_all(&f).unwrap();
-        }
-
-        /// Data per stream until the session ends (GOAWAY or EOF).
-        pub fn read_all(&mut self) -> std::collections::HashMap<u32, Vec<u8>> {
-            let mut out = std::collections::HashMap::new();
-            loop {
-                let mut h = [0u8; 8];
-                if self.s.read_exact(&mut h).is_err() {
-                    return out;
-                }
-                let len = u32::from_be_bytes([0, h[5], h[6], h[7]]) as usize;
-                let mut p = vec![0u8; len];
-                if self.s.read_exact(&mut p).is_err() {
-                    return out;
-                }
-                if h[0] & 0x80 == 0 {
-                    let id = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-                    out.entry(id).or_insert_with(Vec::new).extend(p);
-                } else if h[3] == 7 {
-                    return out;
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_spdy_client_of_our_own() {
     let mut n = Node::start("stream-spdy").await;
@@ -412,7 +330,7 @@ async fn streaming_spdy_client_of_our_own() {
     // v4: stdin echoed, the status object on the error stream.
     let url = exec_url(&mut n, exec_req(&ctr, &["sh", "-c", "cat; exit 3"], true, false)).await;
     let out = tokio::task::spawn_blocking(move || {
-        let (mut c, head) = spdy_client::Client::connect(&url, "v4.channel.k8s.io");
+        let (mut c, head) = crate::spdy_client::Client::connect(&url, "v4.channel.k8s.io");
         assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io"), "{head}");
         c.syn_stream(1, &[("streamtype", "error")]);
         c.syn_stream(3, &[("streamtype", "stdin")]);
@@ -429,7 +347,7 @@ async fn streaming_spdy_client_of_our_own() {
     // v2: no resize stream, plain-text errors; an unknown protocol is refused.
     let url = exec_url(&mut n, exec_req(&ctr, &["sh", "-c", "exit 4"], false, false)).await;
     let out = tokio::task::spawn_blocking(move || {
-        let (mut c, head) = spdy_client::Client::connect(&url, "v2.channel.k8s.io");
+        let (mut c, head) = crate::spdy_client::Client::connect(&url, "v2.channel.k8s.io");
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         c.syn_stream(1, &[("streamtype", "error")]);
         c.syn_stream(3, &[("streamtype", "stdout")]);
@@ -440,7 +358,7 @@ async fn streaming_spdy_client_of_our_own() {
     .unwrap();
     assert!(String::from_utf8_lossy(&out[&1]).contains("exit status 4"), "{out:?}");
     let url = exec_url(&mut n, exec_req(&ctr, &["true"], false, false)).await;
-    let head = tokio::task::spawn_blocking(move || spdy_client::Client::connect(&url, "v9.channel.k8s.io").1).await.unwrap();
+    let head = tokio::task::spawn_blocking(move || crate::spdy_client::Client::connect(&url, "v9.channel.k8s.io").1).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 }
 

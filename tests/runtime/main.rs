@@ -20,6 +20,7 @@ mod compat;
 mod exec;
 mod containerd;
 mod devices;
+mod escape;
 mod console;
 mod hooks;
 mod hygiene;

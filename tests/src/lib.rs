@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod cgroup2;
 pub mod console;
 pub mod containerd;
+pub mod escape;
 pub mod host_cgroup;
 pub mod host_dirs;
 pub mod monitor;

@@ -46,7 +46,9 @@ pub fn start(dir: &Path, userns: Option<(&Path, u32, u32)>) -> io::Result<(i32, 
             });
         }
     }
+    // No environment: it would be readable in /proc/1/environ by the pod's containers.
     let out = cmd
+        .env_clear()
         .arg("--pidfile")
         .arg(&pidfile)
         .stdin(std::process::Stdio::null())
