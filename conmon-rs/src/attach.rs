@@ -75,7 +75,8 @@ pub fn bind_in(dir: &Path, name: &str, ty: libc::c_int, perms: u32) -> Result<Ow
     // Restrictive before bind, so that the socket is never reachable with looser rights.
     unsafe { libc::fchmod(sock.as_raw_fd(), 0o700) };
     nix::sys::socket::bind(sock.as_raw_fd(), &addr).ctx(|| format!("Failed to bind socket {}", full.display()))?;
-    std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(perms)).ctx(|| format!("Failed to change socket permissions {}", full.display()))?;
+    std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(perms))
+        .ctx(|| format!("Failed to change socket permissions {}", full.display()))?;
     Ok(sock)
 }
 
@@ -108,7 +109,13 @@ impl Attach {
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let tv = libc::timeval { tv_sec: SEND_TIMEOUT_SECS, tv_usec: 0 };
             unsafe {
-                libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32)
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                )
             };
             crate::diag::debug(&format!("accepted attach connection {}", fd.as_raw_fd()));
             self.clients.push(Client { fd, readable: true, writable: true });

@@ -20,7 +20,8 @@ pub struct ConsoleSocket {
 impl ConsoleSocket {
     pub fn bind() -> Result<ConsoleSocket> {
         let base = std::env::var_os("TMPDIR").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
-        let dir = mkdtemp(&base.join("berth-mon-term.XXXXXX")).ctx(|| format!("create a console socket directory in {}", base.display()))?;
+        let dir =
+            mkdtemp(&base.join("berth-mon-term.XXXXXX")).ctx(|| format!("create a console socket directory in {}", base.display()))?;
         let path = dir.join("console.sock");
         let listener = match UnixListener::bind(&path) {
             Ok(l) => l,
@@ -68,7 +69,8 @@ fn recv_fd(conn: &UnixStream) -> Result<OwnedFd> {
     let mut name = [0u8; 4096];
     let mut cbuf = nix::cmsg_space!([RawFd; 1]);
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let msg = recvmsg::<UnixAddr>(conn.as_raw_fd(), &mut iov, Some(&mut cbuf), MsgFlags::MSG_CMSG_CLOEXEC).ctx(|| "receive the pty master".into())?;
+    let msg = recvmsg::<UnixAddr>(conn.as_raw_fd(), &mut iov, Some(&mut cbuf), MsgFlags::MSG_CMSG_CLOEXEC)
+        .ctx(|| "receive the pty master".into())?;
     let mut got: Option<OwnedFd> = None;
     for c in msg.cmsgs().ctx(|| "read the console message".into())? {
         if let ControlMessageOwned::ScmRights(fds) = c {

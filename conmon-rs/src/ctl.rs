@@ -29,13 +29,15 @@ impl Ctl {
     pub fn create(dir: &Path) -> Result<Ctl> {
         let path = dir.join("ctl");
         let _ = std::fs::remove_file(&path);
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o660)).ctx(|| format!("create the control fifo {}", path.display()))?;
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o660))
+            .ctx(|| format!("create the control fifo {}", path.display()))?;
         let reader = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
             .ctx(|| format!("open {}", path.display()))?;
-        let writer = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path).ctx(|| format!("open {}", path.display()))?;
+        let writer =
+            std::fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path).ctx(|| format!("open {}", path.display()))?;
         Ok(Ctl { reader, _writer: writer, buf: Vec::new() })
     }
 

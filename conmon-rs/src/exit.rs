@@ -32,7 +32,8 @@ pub fn write_files(persist: Option<&Path>, exit_dir: Option<&Path>, cid: &str, s
     let s = status.to_string();
     if let Some(d) = persist {
         let p = d.join("exit");
-        write_atomic(&p, &s).map_err(|e| crate::error::Error::sys(format!("Failed to write {s} to container exit file {}", p.display()), e))?;
+        write_atomic(&p, &s)
+            .map_err(|e| crate::error::Error::sys(format!("Failed to write {s} to container exit file {}", p.display()), e))?;
     }
     if let Some(d) = exit_dir {
         let p = d.join(cid);

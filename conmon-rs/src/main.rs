@@ -16,7 +16,11 @@ fn main() {
 fn run() -> anyhow::Result<i32> {
     let o = Options::parse(std::env::args_os().skip(1))?;
     if o.version {
-        println!("conmon version {CONMON_COMPAT} (berth-mon {})\ncommit: berth-mon-{}", env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_VERSION"));
+        println!(
+            "conmon version {CONMON_COMPAT} (berth-mon {})\ncommit: berth-mon-{}",
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_VERSION")
+        );
         return Ok(0);
     }
     let o = o.validate()?;

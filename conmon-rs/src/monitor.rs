@@ -95,7 +95,10 @@ pub fn run(o: Options) -> Result<i32> {
     detach(&o)?;
     let sync_pipe = parent_pipe::from_env("_OCI_SYNCPIPE")?;
     let attach_pipe = if o.exec_attach {
-        Some(parent_pipe::from_env("_OCI_ATTACHPIPE")?.ok_or_else(|| Error::Config("--attach specified but _OCI_ATTACHPIPE was not".into()))?)
+        Some(
+            parent_pipe::from_env("_OCI_ATTACHPIPE")?
+                .ok_or_else(|| Error::Config("--attach specified but _OCI_ATTACHPIPE was not".into()))?,
+        )
     } else {
         None
     };
@@ -170,7 +173,8 @@ pub fn run(o: Options) -> Result<i32> {
             mask.add(s);
         }
         mask.thread_block().ctx(|| "Failed to block signals".into())?;
-        let mut sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ctx(|| "Failed to create signalfd".into())?;
+        let mut sfd =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ctx(|| "Failed to create signalfd".into())?;
 
         let passthrough = io.logs.passthrough;
         let spawn = runtime::Spawn {

@@ -2,7 +2,7 @@
 //! (podman passes socketpairs, CRI-O pipes), and conmon's one-line JSON messages on them.
 
 use crate::error::{Error, Result};
-use std::os::fd::{FromRawFd, OwnedFd, AsRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The fd number in environment variable `name`, made close-on-exec so that the runtime and
 /// the container never inherit it.

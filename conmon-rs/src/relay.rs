@@ -336,4 +336,3 @@ pub(crate) fn main_loop(o: &Options, io: &mut Io, sfd: &mut SignalFd, kids: &mut
         }
     }
 }
-

@@ -21,7 +21,14 @@ pub fn argv(o: &Options, console_socket: Option<&Path>) -> Vec<OsString> {
     a.extend(o.runtime_args.iter().cloned());
     let pidfile: OsString = o.container_pidfile.clone().unwrap_or_default().into();
     if o.exec {
-        a.extend(["exec".into(), "--pid-file".into(), pidfile, "--process".into(), o.exec_process_spec.clone().unwrap_or_default().into(), "--detach".into()]);
+        a.extend([
+            "exec".into(),
+            "--pid-file".into(),
+            pidfile,
+            "--process".into(),
+            o.exec_process_spec.clone().unwrap_or_default().into(),
+            "--detach".into(),
+        ]);
         if o.terminal {
             a.push("--tty".into());
         }
@@ -163,14 +170,51 @@ mod tests {
     #[test]
     fn argv_in_conmons_order() {
         let o = Options::parse(
-            ["-c", "id", "-u", "id", "-r", "/bin/rt", "-b", "/b", "-p", "/b/pid", "--runtime-arg", "--log-format=json", "--no-pivot", "--runtime-opt", "--x", "-s"]
-                .map(OsString::from),
+            [
+                "-c",
+                "id",
+                "-u",
+                "id",
+                "-r",
+                "/bin/rt",
+                "-b",
+                "/b",
+                "-p",
+                "/b/pid",
+                "--runtime-arg",
+                "--log-format=json",
+                "--no-pivot",
+                "--runtime-opt",
+                "--x",
+                "-s",
+            ]
+            .map(OsString::from),
         )
         .unwrap();
         let a = argv(&o, Some(Path::new("/tmp/cs")));
         let s: Vec<_> = a.iter().map(|x| x.to_string_lossy().into_owned()).collect();
-        assert_eq!(s, ["/bin/rt", "--systemd-cgroup", "--log-format=json", "create", "--bundle", "/b", "--pid-file", "/b/pid", "--no-pivot", "--x", "--console-socket", "/tmp/cs", "id"]);
-        let o = Options::parse(["-c", "id", "-u", "x", "-r", "/bin/rt", "-p", "/p", "-e", "--exec-process-spec", "/s", "-t", "-s"].map(OsString::from)).unwrap();
+        assert_eq!(
+            s,
+            [
+                "/bin/rt",
+                "--systemd-cgroup",
+                "--log-format=json",
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file",
+                "/b/pid",
+                "--no-pivot",
+                "--x",
+                "--console-socket",
+                "/tmp/cs",
+                "id"
+            ]
+        );
+        let o = Options::parse(
+            ["-c", "id", "-u", "x", "-r", "/bin/rt", "-p", "/p", "-e", "--exec-process-spec", "/s", "-t", "-s"].map(OsString::from),
+        )
+        .unwrap();
         let s: Vec<_> = argv(&o, None).iter().map(|x| x.to_string_lossy().into_owned()).collect();
         assert_eq!(s, ["/bin/rt", "exec", "--pid-file", "/p", "--process", "/s", "--detach", "--tty", "id"]);
     }

@@ -42,13 +42,7 @@ fn io_at(path: &std::path::Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
 }
 
 pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
-    Store::open(
-        &cfg.image.root,
-        UnpackOptions {
-            max_size: cfg.image.max_layer_size,
-            allow_devices: cfg.image.allow_device_nodes,
-        },
-    )
+    Store::open(&cfg.image.root, UnpackOptions { max_size: cfg.image.max_layer_size, allow_devices: cfg.image.allow_device_nodes })
 }
 
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {

@@ -107,7 +107,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Serve => rt.block_on(berth_cri::daemon::run(cfg))?,
         Cmd::Config => print!("{}", cfg.to_documented_toml()),
         Cmd::Play { file, rm, log_root } => {
-            let code = rt.block_on(berth_cri::play::play(berth_cri::play::PlayOptions { socket: cfg.daemon.socket_path.clone(), file, rm, log_root }))?;
+            let code = rt.block_on(berth_cri::play::play(berth_cri::play::PlayOptions {
+                socket: cfg.daemon.socket_path.clone(),
+                file,
+                rm,
+                log_root,
+            }))?;
             std::process::exit(code);
         }
         Cmd::Image(ic) => {

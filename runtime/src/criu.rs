@@ -81,7 +81,11 @@ impl Criu {
     /// init: `--inherit-fd fd[0..2]`); `pre_exec` runs in the child between fork and exec
     /// (async-signal-safe calls only). `log_kept` says whether the log survives a failure
     /// (the error then names it).
-    pub fn run(&self, pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>, log_kept: impl Fn() -> bool) -> Result<(), CriuError> {
+    pub fn run(
+        &self,
+        pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
+        log_kept: impl Fn() -> bool,
+    ) -> Result<(), CriuError> {
         let mut cmd = Command::new(&self.binary);
         cmd.args(&self.args).stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
         if let Some(f) = pre_exec {
@@ -89,9 +93,7 @@ impl Criu {
             unsafe { cmd.pre_exec(f) };
         }
         crate::logger::debug(&format!("running {} {:?}", self.binary.display(), self.args));
-        let status = cmd
-            .status()
-            .map_err(|cause| CriuError::NotRunnable { binary: self.binary.display().to_string(), cause })?;
+        let status = cmd.status().map_err(|cause| CriuError::NotRunnable { binary: self.binary.display().to_string(), cause })?;
         if status.success() {
             return Ok(());
         }

@@ -105,4 +105,3 @@ fn wait_until(pid: i32, deadline: Instant) -> bool {
         }
     }
 }
-

@@ -68,7 +68,11 @@ pub fn label_mount_data(typ: &str, data: String, mount_label: Option<&str>) -> S
         return data;
     }
     let ctx = format!("context=\"{label}\"");
-    if data.is_empty() { ctx } else { format!("{data},{ctx}") }
+    if data.is_empty() {
+        ctx
+    } else {
+        format!("{data},{ctx}")
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! `berth`: runc-compatible command line over the berth_runtime library.
 
 use anyhow::Context;
-use berth_runtime::container::{checkpoint, create, delete, events, exec as exec_cmd, features, kill, list, pause, ps, restore, run, spec, start, update};
+use berth_runtime::container::{
+    checkpoint, create, delete, events, exec as exec_cmd, features, kill, list, pause, ps, restore, run, spec, start, update,
+};
 use berth_runtime::{console, logger};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

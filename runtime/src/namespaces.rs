@@ -56,9 +56,12 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
         match ns.path() {
             None => new |= flag(ns.typ()),
             Some(p) => {
-                let fd = nix::fcntl::open(p.as_path(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty())
-                    .with_ctx(|| format!("open {} namespace {}", ns.typ(), p.display()))?;
+                let fd = nix::fcntl::open(
+                    p.as_path(),
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .with_ctx(|| format!("open {} namespace {}", ns.typ(), p.display()))?;
                 joins.push((ns.typ(), fd));
             }
         }
@@ -75,9 +78,7 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
     let pid_joined = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid);
     let own_uts = new.contains(CloneFlags::CLONE_NEWUTS) || joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Uts);
     let shares_host_mounts = !new.contains(CloneFlags::CLONE_NEWNS) && !joins.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
-    let fork_init = pid_joined
-        || unshare.contains(CloneFlags::CLONE_NEWPID)
-        || new.contains(flag(LinuxNamespaceType::Time));
+    let fork_init = pid_joined || unshare.contains(CloneFlags::CLONE_NEWPID) || new.contains(flag(LinuxNamespaceType::Time));
     Ok(Plan {
         clone,
         unshare,

@@ -18,12 +18,10 @@ pub struct Bundle {
 /// Reads `<bundle>/config.json` and checks everything berth relies on later, so a bad
 /// config fails before anything is created.
 pub fn load(bundle: &Path) -> Result<Bundle> {
-    let path = std::fs::canonicalize(bundle)
-        .map_err(|e| Error::Spec(format!("bundle {}: {e}", bundle.display())))?;
+    let path = std::fs::canonicalize(bundle).map_err(|e| Error::Spec(format!("bundle {}: {e}", bundle.display())))?;
     let file = path.join("config.json");
     let data = std::fs::read(&file).map_err(|e| Error::Spec(format!("read {}: {e}", file.display())))?;
-    let spec: Spec = serde_json::from_slice(&data)
-        .map_err(|e| Error::Spec(format!("malformed {}: {e}", file.display())))?;
+    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::Spec(format!("malformed {}: {e}", file.display())))?;
     let rootfs = validate(&path, &spec)?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     Ok(Bundle { path, spec, rootfs, seccomp })
@@ -37,13 +35,11 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     }
     let root = spec.root().as_ref().ok_or_else(|| Error::Spec("config.json has no root".into()))?;
     let rootfs = bundle.join(root.path());
-    let meta = std::fs::metadata(&rootfs)
-        .map_err(|e| Error::Spec(format!("rootfs {}: {e}", rootfs.display())))?;
+    let meta = std::fs::metadata(&rootfs).map_err(|e| Error::Spec(format!("rootfs {}: {e}", rootfs.display())))?;
     if !meta.is_dir() {
         return Err(Error::Spec(format!("rootfs {} is not a directory", rootfs.display())));
     }
-    let rootfs = std::fs::canonicalize(&rootfs)
-        .map_err(|e| Error::Spec(format!("rootfs {}: {e}", rootfs.display())))?;
+    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::Spec(format!("rootfs {}: {e}", rootfs.display())))?;
 
     let process = spec.process().as_ref().ok_or_else(|| Error::Spec("config.json has no process".into()))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -69,8 +65,8 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     if !seen.contains(&LinuxNamespaceType::Mount) {
         // The container shares the host's mounts (runc allows it): nothing may then be
         // masked, made read-only or re-propagated, since that would change the host.
-        let masked = linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
-            || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty());
+        let masked =
+            linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty());
         if masked {
             return Err(Error::Spec("maskedPaths and readonlyPaths need a mount namespace of the container's own".into()));
         }
@@ -82,8 +78,7 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         }
     }
     let has_user = seen.contains(&LinuxNamespaceType::User);
-    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if maps && !has_user {
         return Err(Error::Spec("uid/gid mappings need a user namespace".into()));
     }
@@ -111,8 +106,14 @@ fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         }
     }
     if let Some(hooks) = spec.hooks() {
-        let all = [hooks.prestart(), hooks.create_runtime(), hooks.create_container(),
-            hooks.start_container(), hooks.poststart(), hooks.poststop()];
+        let all = [
+            hooks.prestart(),
+            hooks.create_runtime(),
+            hooks.create_container(),
+            hooks.start_container(),
+            hooks.poststart(),
+            hooks.poststop(),
+        ];
         for h in all.into_iter().flatten().flatten() {
             if !h.path().is_absolute() {
                 return Err(Error::Spec(format!("hook path {:?} is not absolute", h.path())));
@@ -149,8 +150,7 @@ mod tests {
             pub fn new() -> Self {
                 use std::sync::atomic::{AtomicU32, Ordering};
                 static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir()
-                    .join(format!("berth-spec-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+                let p = std::env::temp_dir().join(format!("berth-spec-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
                 std::fs::create_dir_all(&p).unwrap();
                 Dir(p)
             }
@@ -181,18 +181,34 @@ mod tests {
             (Box::new(|v| v["ociVersion"] = "0.9.0".into()), "unsupported ociVersion"),
             (Box::new(|v| v["root"]["path"] = "nope".into()), "rootfs"),
             (Box::new(|v| v["process"]["args"] = serde_json::json!([])), "args"),
-            (Box::new(|v| {
-                v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}]);
-                v["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]);
-            }), "mount namespace"),
+            (
+                Box::new(|v| {
+                    v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}]);
+                    v["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]);
+                }),
+                "mount namespace",
+            ),
             (Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"bogus"}])), "malformed"),
             (Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"../x":"1"})), "sysctl"),
             (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_BOGUS"})), "malformed"),
-            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1})), "errnoRet"),
-            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_BOGUS"}]}]})), "malformed"),
-            (Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]})), "argument index"),
+            (
+                Box::new(|v| v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1})),
+                "errnoRet",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_BOGUS"}]}]})
+                }),
+                "malformed",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]})
+                }),
+                "argument index",
+            ),
         ];
         for (edit, want) in cases {
             let mut v = default_config();

@@ -124,7 +124,11 @@ pub fn validate_id(id: &str) -> Result<()> {
         && id != ".."
         && id.len() <= 1024
         && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+.-".contains(c));
-    if ok { Ok(()) } else { Err(Error::InvalidId(id.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_string()))
+    }
 }
 
 pub fn dir(root: &Path, id: &str) -> PathBuf {
@@ -160,8 +164,7 @@ impl State {
 
     /// Whether the init process recorded in the state is still this container's.
     pub fn init_alive(&self) -> bool {
-        self.pid > 0
-            && matches!(proc_stat(self.pid), Some((state, start)) if start == self.pid_start && state != 'Z' && state != 'X')
+        self.pid > 0 && matches!(proc_stat(self.pid), Some((state, start)) if start == self.pid_start && state != 'Z' && state != 'X')
     }
 
     pub fn status(&self, root: &Path) -> Status {

@@ -42,8 +42,7 @@ pub struct Channel {
 
 /// A connected pair: (parent's end, child's end).
 pub fn pair() -> Result<(Channel, Channel)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .ctx("create sync socket")?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).ctx("create sync socket")?;
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
@@ -80,8 +79,7 @@ impl Channel {
 
     /// Receives one message and the fd it carries, if any (close-on-exec).
     pub fn recv_with_fd(&self, awaiting: &str) -> Result<(Msg, Option<OwnedFd>)> {
-        self.recv_with_fd_or_eof()?
-            .ok_or_else(|| Error::Init(format!("container process exited while berth waited for {awaiting}")))
+        self.recv_with_fd_or_eof()?.ok_or_else(|| Error::Init(format!("container process exited while berth waited for {awaiting}")))
     }
 
     /// Receives one message (and its fd), or `None` when every peer closed its end (for

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 /// refusing keys that could leave /proc/sys.
 pub fn path_of(key: &str) -> Result<PathBuf> {
     let rel = key.replace('.', "/");
-    let ok = !rel.is_empty()
-        && rel.split('/').all(|c| !c.is_empty() && c != ".." && c != "." )
-        && !key.contains("..");
+    let ok = !rel.is_empty() && rel.split('/').all(|c| !c.is_empty() && c != ".." && c != ".") && !key.contains("..");
     if !ok {
         return Err(Error::Spec(format!("invalid sysctl key {key:?}")));
     }
@@ -21,7 +19,8 @@ pub fn path_of(key: &str) -> Result<PathBuf> {
 pub fn namespace_of(key: &str) -> Option<oci_spec::runtime::LinuxNamespaceType> {
     use oci_spec::runtime::LinuxNamespaceType::*;
     let k = key.replace('/', ".");
-    const IPC: [&str; 7] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni"];
+    const IPC: [&str; 7] =
+        ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni"];
     if IPC.contains(&k.as_str()) || k == "kernel.shm_rmid_forced" || k.starts_with("fs.mqueue.") {
         Some(Ipc)
     } else if k.starts_with("net.") {

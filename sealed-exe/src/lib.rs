@@ -114,9 +114,8 @@ pub fn ensure(name: &CStr) -> io::Result<()> {
     let copy = sealed_copy(&exe, name)?;
     drop(exe);
     let argv: Vec<CString> = std::env::args_os().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = std::env::vars_os()
-        .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> =
+        std::env::vars_os().map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat())).collect::<Result<_, _>>()?;
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();

@@ -57,7 +57,15 @@ fn apparmor_profile_is_enforced() {
     let id2 = rt.id("exec");
     rt.create(&id2, &b2).ok();
     rt.start(&id2).ok();
-    let e = rt.exec(&["exec", "--apparmor", PROFILE, &id2, "sh", "-c", "cat /proc/self/attr/current; touch /tmp/denied/y 2>/dev/null || echo refused"]);
+    let e = rt.exec(&[
+        "exec",
+        "--apparmor",
+        PROFILE,
+        &id2,
+        "sh",
+        "-c",
+        "cat /proc/self/attr/current; touch /tmp/denied/y 2>/dev/null || echo refused",
+    ]);
     e.ok();
     assert!(e.stdout.contains(PROFILE) && e.stdout.contains("refused"), "exec --apparmor confines: {}", e.stdout);
 }

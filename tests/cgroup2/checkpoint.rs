@@ -21,7 +21,12 @@ fn skip(test: &str, rt: &Runtime) -> bool {
         return true;
     }
     let out = std::process::Command::new("criu").arg("check").output().expect("run criu check (scripts/deps.sh installs criu)");
-    assert!(out.status.success(), "{test}: criu check fails in the guest: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test}: criu check fails in the guest: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     false
 }
 
@@ -139,7 +144,11 @@ fn checkpoint_leave_running_then_restore_after_delete() {
     let resumed = wait_lines(&out2, 3, "after restore");
     // The restored shell goes on from the value it had when it was dumped (frozen between
     // the last number read before and the first read after the checkpoint returned).
-    assert!(resumed[0] > 1 && resumed[0] <= later, "restored counter starts at {} (dumped near {at_checkpoint}, ran on to {later})", resumed[0]);
+    assert!(
+        resumed[0] > 1 && resumed[0] <= later,
+        "restored counter starts at {} (dumped near {at_checkpoint}, ran on to {later})",
+        resumed[0]
+    );
     assert_eq!(resumed[1], resumed[0] + 1);
     rt.delete_force(&id).ok();
     rt.assert_nothing_left(&id, &b);

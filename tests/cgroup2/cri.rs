@@ -54,7 +54,12 @@ pub(crate) fn start(env: &Env, extra: &str) -> common::Daemon {
 
 pub(crate) fn host_pod(env: &Env, name: &str, cgroup_parent: &str) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("{name}-{}", std::process::id()), namespace: "bt".into(), attempt: 0 }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("{name}-{}", std::process::id()),
+            namespace: "bt".into(),
+            attempt: 0,
+        }),
         log_directory: env.p("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.into(),
@@ -83,13 +88,25 @@ async fn cri_reports_an_oom_kill_and_cgroup_memory_stats() {
     let (mut rt, _) = clients(&daemon).await;
     let pcfg = host_pod(&env, "oom", "");
     let result = async {
-        let pod = rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() }).await.map_err(|e| format!("RunPodSandbox: {e}"))?.into_inner().pod_sandbox_id;
+        let pod = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() })
+            .await
+            .map_err(|e| format!("RunPodSandbox: {e}"))?
+            .into_inner()
+            .pod_sandbox_id;
         let base = rt.clone();
         let run = |cfg: cri::ContainerConfig| {
             let (mut rt, pod, pcfg) = (base.clone(), pod.clone(), pcfg.clone());
             async move {
-                let id = rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod, config: Some(cfg), sandbox_config: Some(pcfg) }).await.map_err(|e| format!("CreateContainer: {e}"))?.into_inner().container_id;
-                rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.map_err(|e| format!("StartContainer: {e}"))?;
+                let id = rt
+                    .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod, config: Some(cfg), sandbox_config: Some(pcfg) })
+                    .await
+                    .map_err(|e| format!("CreateContainer: {e}"))?
+                    .into_inner()
+                    .container_id;
+                rt.start_container(cri::StartContainerRequest { container_id: id.clone() })
+                    .await
+                    .map_err(|e| format!("StartContainer: {e}"))?;
                 Ok::<String, String>(id)
             }
         };
@@ -98,7 +115,13 @@ async fn cri_reports_an_oom_kill_and_cgroup_memory_stats() {
         let limited = run(container("limited", &["sleep", "600"], 32 << 20)).await?;
         let end = Instant::now() + Duration::from_secs(60);
         let st = loop {
-            let s = rt.container_status(cri::ContainerStatusRequest { container_id: hog.clone(), verbose: false }).await.map_err(|e| e.to_string())?.into_inner().status.unwrap();
+            let s = rt
+                .container_status(cri::ContainerStatusRequest { container_id: hog.clone(), verbose: false })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .status
+                .unwrap();
             if s.state == cri::ContainerState::ContainerExited as i32 {
                 break s;
             }
@@ -110,7 +133,13 @@ async fn cri_reports_an_oom_kill_and_cgroup_memory_stats() {
         if st.exit_code != 137 || st.reason != "OOMKilled" {
             return Err(format!("expected 137/OOMKilled, got {} {:?}", st.exit_code, st.reason));
         }
-        let s = rt.container_stats(cri::ContainerStatsRequest { container_id: limited.clone() }).await.map_err(|e| e.to_string())?.into_inner().stats.unwrap();
+        let s = rt
+            .container_stats(cri::ContainerStatsRequest { container_id: limited.clone() })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .stats
+            .unwrap();
         let m = s.memory.ok_or("no memory stats")?;
         let ws = m.working_set_bytes.map(|v| v.value).unwrap_or(0);
         let avail = m.available_bytes.map(|v| v.value).ok_or("no available_bytes under a limit")?;
@@ -119,12 +148,22 @@ async fn cri_reports_an_oom_kill_and_cgroup_memory_stats() {
         }
         let mut confined = container("confined", &["cat", "/proc/self/attr/current"], 0);
         confined.linux.as_mut().unwrap().security_context = Some(cri::LinuxContainerSecurityContext {
-            apparmor: Some(cri::SecurityProfile { profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() }),
+            apparmor: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let confined = run(confined).await?;
         let end = Instant::now() + Duration::from_secs(60);
-        while rt.container_status(cri::ContainerStatusRequest { container_id: confined.clone(), verbose: false }).await.map_err(|e| e.to_string())?.into_inner().status.unwrap().state
+        while rt
+            .container_status(cri::ContainerStatusRequest { container_id: confined.clone(), verbose: false })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .status
+            .unwrap()
+            .state
             != cri::ContainerState::ContainerExited as i32
         {
             if Instant::now() > end {
@@ -180,16 +219,35 @@ async fn systemd_cri_containers_are_scopes_in_the_pods_slice() {
         if rc.linux.map(|l| l.cgroup_driver) != Some(cri::CgroupDriver::Systemd as i32) {
             return Err("RuntimeConfig does not say systemd".to_string());
         }
-        let bad = rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(host_pod(&env, "bad", "/kubepods/pod1")), runtime_handler: String::new() }).await;
+        let bad = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(host_pod(&env, "bad", "/kubepods/pod1")),
+                runtime_handler: String::new(),
+            })
+            .await;
         if bad.as_ref().map_err(|e| e.code()).err() != Some(tonic::Code::InvalidArgument) {
             return Err(format!("a cgroupfs parent under the systemd manager: {bad:?}"));
         }
         let pcfg = host_pod(&env, "sd", &slice);
-        let pod = rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() }).await.map_err(|e| format!("RunPodSandbox: {e}"))?.into_inner().pod_sandbox_id;
+        let pod = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() })
+            .await
+            .map_err(|e| format!("RunPodSandbox: {e}"))?
+            .into_inner()
+            .pod_sandbox_id;
         let cfg = container("sleeper", &["sleep", "600"], 64 << 20);
-        let id = rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(cfg), sandbox_config: Some(pcfg) }).await.map_err(|e| format!("CreateContainer: {e}"))?.into_inner().container_id;
+        let id = rt
+            .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(cfg), sandbox_config: Some(pcfg) })
+            .await
+            .map_err(|e| format!("CreateContainer: {e}"))?
+            .into_inner()
+            .container_id;
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.map_err(|e| format!("StartContainer: {e}"))?;
-        let st = rt.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true }).await.map_err(|e| e.to_string())?.into_inner();
+        let st = rt
+            .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
         let info: serde_json::Value = serde_json::from_str(st.info.get("info").ok_or("no verbose info")?).map_err(|e| e.to_string())?;
         let pid = info["pid"].as_i64().ok_or("no pid in the record")?;
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| e.to_string())?;
@@ -197,7 +255,9 @@ async fn systemd_cri_containers_are_scopes_in_the_pods_slice() {
         if cg.trim() != want {
             return Err(format!("container cgroup {cg:?}, want {want:?}"));
         }
-        let max = std::fs::read_to_string(format!("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/{slice}/berth-{id}.scope/memory.max")).unwrap_or_default();
+        let max =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/{slice}/berth-{id}.scope/memory.max"))
+                .unwrap_or_default();
         if max.trim() != (64u64 << 20).to_string() {
             return Err(format!("memory.max of the scope: {max:?}"));
         }

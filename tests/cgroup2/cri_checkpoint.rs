@@ -29,8 +29,10 @@ async fn wait_numbers(log: &std::path::Path, n: usize, what: &str) -> Result<Vec
 
 fn counter(name: &str) -> cri::ContainerConfig {
     let mut c = container(name, &["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done"], 0);
-    let unconfined = || Some(cri::SecurityProfile { profile_type: cri::security_profile::ProfileType::Unconfined as i32, ..Default::default() });
-    c.linux.as_mut().unwrap().security_context = Some(cri::LinuxContainerSecurityContext { seccomp: unconfined(), apparmor: unconfined(), ..Default::default() });
+    let unconfined =
+        || Some(cri::SecurityProfile { profile_type: cri::security_profile::ProfileType::Unconfined as i32, ..Default::default() });
+    c.linux.as_mut().unwrap().security_context =
+        Some(cri::LinuxContainerSecurityContext { seccomp: unconfined(), apparmor: unconfined(), ..Default::default() });
     c
 }
 
@@ -52,11 +54,24 @@ async fn cri_checkpoint_archive_restores_a_counting_container() {
     let ns = pcfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap();
     ns.pid = cri::NamespaceMode::Container as i32;
     let result = async {
-        let pod = rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() }).await.map_err(|e| format!("RunPodSandbox: {e}"))?.into_inner().pod_sandbox_id;
+        let pod = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() })
+            .await
+            .map_err(|e| format!("RunPodSandbox: {e}"))?
+            .into_inner()
+            .pod_sandbox_id;
         let base = rt.clone();
         let create = |cfg: cri::ContainerConfig| {
             let (mut rt, pod, pcfg) = (base.clone(), pod.clone(), pcfg.clone());
-            async move { Ok::<String, String>(rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod, config: Some(cfg), sandbox_config: Some(pcfg) }).await.map_err(|e| format!("CreateContainer: {e}"))?.into_inner().container_id) }
+            async move {
+                Ok::<String, String>(
+                    rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod, config: Some(cfg), sandbox_config: Some(pcfg) })
+                        .await
+                        .map_err(|e| format!("CreateContainer: {e}"))?
+                        .into_inner()
+                        .container_id,
+                )
+            }
         };
         let id = create(counter("counter")).await?;
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.map_err(|e| format!("StartContainer: {e}"))?;
@@ -64,11 +79,21 @@ async fn cri_checkpoint_archive_restores_a_counting_container() {
         wait_numbers(&log, 5, "before the checkpoint").await?;
 
         let location = env.p("counter.tar");
-        rt.checkpoint_container(cri::CheckpointContainerRequest { container_id: id.clone(), location: location.display().to_string(), timeout: 120 })
-            .await
-            .map_err(|e| format!("CheckpointContainer: {e}"))?;
+        rt.checkpoint_container(cri::CheckpointContainerRequest {
+            container_id: id.clone(),
+            location: location.display().to_string(),
+            timeout: 120,
+        })
+        .await
+        .map_err(|e| format!("CheckpointContainer: {e}"))?;
         let at_checkpoint = *numbers(&log).last().unwrap();
-        let st = rt.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await.map_err(|e| e.to_string())?.into_inner().status.unwrap();
+        let st = rt
+            .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .status
+            .unwrap();
         if st.state != cri::ContainerState::ContainerRunning as i32 {
             return Err(format!("the container stopped at its checkpoint: {st:?}"));
         }
@@ -86,17 +111,29 @@ async fn cri_checkpoint_archive_restores_a_counting_container() {
         }
         let later = wait_numbers(&log, at_checkpoint as usize + 3, "after the checkpoint").await?;
         let later = *later.last().unwrap();
-        rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.map_err(|e| format!("StopContainer: {e}"))?;
+        rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 })
+            .await
+            .map_err(|e| format!("StopContainer: {e}"))?;
         rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await.map_err(|e| format!("RemoveContainer: {e}"))?;
 
         let mut cfg = counter("restored");
         cfg.image = Some(cri::ImageSpec { image: location.display().to_string(), ..Default::default() });
         let rid = create(cfg).await?;
-        let st = rt.container_status(cri::ContainerStatusRequest { container_id: rid.clone(), verbose: false }).await.map_err(|e| e.to_string())?.into_inner().status.unwrap();
-        if st.state != cri::ContainerState::ContainerCreated as i32 || st.image.as_ref().map(|i| i.image.as_str()) != Some(crate::cri::IMAGE) {
+        let st = rt
+            .container_status(cri::ContainerStatusRequest { container_id: rid.clone(), verbose: false })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .status
+            .unwrap();
+        if st.state != cri::ContainerState::ContainerCreated as i32
+            || st.image.as_ref().map(|i| i.image.as_str()) != Some(crate::cri::IMAGE)
+        {
             return Err(format!("a container from the archive is created, of the original image: {st:?}"));
         }
-        rt.start_container(cri::StartContainerRequest { container_id: rid.clone() }).await.map_err(|e| format!("StartContainer (restore): {e}"))?;
+        rt.start_container(cri::StartContainerRequest { container_id: rid.clone() })
+            .await
+            .map_err(|e| format!("StartContainer (restore): {e}"))?;
         let rlog = env.p("logs/restored.log");
         let resumed = wait_numbers(&rlog, 3, "after the restore").await?;
         // The restored shell goes on from its value at the dump (between the last number
@@ -104,7 +141,13 @@ async fn cri_checkpoint_archive_restores_a_counting_container() {
         if !(resumed[0] > 5 && resumed[0] <= later + 1 && resumed[1] == resumed[0] + 1) {
             return Err(format!("restored counter {resumed:?} (checkpointed near {at_checkpoint}, ran on to {later})"));
         }
-        let st = rt.container_status(cri::ContainerStatusRequest { container_id: rid.clone(), verbose: false }).await.map_err(|e| e.to_string())?.into_inner().status.unwrap();
+        let st = rt
+            .container_status(cri::ContainerStatusRequest { container_id: rid.clone(), verbose: false })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .status
+            .unwrap();
         if st.state != cri::ContainerState::ContainerRunning as i32 {
             return Err(format!("restored container not running: {st:?}"));
         }

@@ -18,9 +18,11 @@ fn device_rules_are_enforced_and_replaced_by_update() {
     s.b.add_mount(json!({"destination": "/devtest", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}));
     let out = s.b.bind_dir("out", "/out");
     s.b.set("/linux/resources/devices", json!([{"allow": false, "access": "rwm"}]));
-    s.b.sh(&format!("mknod /devtest/nb b {major} {minor} || exit 1; while :; do \
+    s.b.sh(&format!(
+        "mknod /devtest/nb b {major} {minor} || exit 1; while :; do \
         if (exec 3</devtest/nb) 2>/dev/null; then echo open > /out/s.new; else echo denied > /out/s.new; fi; \
-        mv /out/s.new /out/state; sleep 0.05; done"));
+        mv /out/s.new /out/state; sleep 0.05; done"
+    ));
     s.rt.create(&s.id, &s.b).ok();
     s.rt.start(&s.id).ok();
     let state = || std::fs::read_to_string(out.join("state")).unwrap_or_default().trim().to_string();
@@ -29,8 +31,13 @@ fn device_rules_are_enforced_and_replaced_by_update() {
         return;
     }
     let res = s.rt.scratch().join("dev.json");
-    std::fs::write(&res, json!({"devices": [{"allow": true, "type": "b", "major": major.parse::<i64>().unwrap(),
-        "minor": minor.parse::<i64>().unwrap(), "access": "r"}]}).to_string()).unwrap();
+    std::fs::write(
+        &res,
+        json!({"devices": [{"allow": true, "type": "b", "major": major.parse::<i64>().unwrap(),
+        "minor": minor.parse::<i64>().unwrap(), "access": "r"}]})
+        .to_string(),
+    )
+    .unwrap();
     s.rt.exec(&["update", "-r", res.to_str().unwrap(), &s.id]).ok();
     assert!(Cgroup::wait_for(Duration::from_secs(20), || state() == "open"), "b {dev} allowed after update: {:?}", state());
 }

@@ -42,7 +42,9 @@ pub fn read(dir: &Path, file: &str) -> String {
 
 pub fn keyed(dir: &Path, file: &str, key: &str) -> u64 {
     let t = read(dir, file);
-    t.lines().find_map(|l| l.strip_prefix(&format!("{key} "))).and_then(|v| v.trim().parse().ok())
+    t.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {key} in {}/{file}: {t}", dir.display()))
 }
 
@@ -69,26 +71,43 @@ fn every_controller_reads_back_exact_values() {
     }
     let mut s = setup("lim-all");
     let (major, minor) = maj_min();
-    s.b.set("/linux/resources", json!({
-        "memory": {"limit": 67108864, "reservation": 16777216, "swap": 100663296},
-        "cpu": {"shares": 1024, "quota": 20000, "period": 50000, "burst": 1000, "cpus": "0", "mems": "0"},
-        "pids": {"limit": 42},
-        "blockIO": {"weight": 500,
-            "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
-            "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}]},
-        "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
-        "unified": {"memory.high": "50331648", "memory.oom.group": "1"}
-    }));
+    s.b.set(
+        "/linux/resources",
+        json!({
+            "memory": {"limit": 67108864, "reservation": 16777216, "swap": 100663296},
+            "cpu": {"shares": 1024, "quota": 20000, "period": 50000, "burst": 1000, "cpus": "0", "mems": "0"},
+            "pids": {"limit": 42},
+            "blockIO": {"weight": 500,
+                "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "unified": {"memory.high": "50331648", "memory.oom.group": "1"}
+        }),
+    );
     s.b.args(&["sleep", "1000"]);
     s.rt.create(&s.id, &s.b).ok();
     let cg = &s.cg;
     let weight = if s.rt.is_runc() { runc11_weight(1024) } else { 100 };
-    let got: Vec<(&str, String)> = ["memory.max", "memory.low", "memory.swap.max", "memory.high", "memory.oom.group",
-        "cpu.weight", "cpu.max", "cpu.max.burst", "cpuset.cpus", "cpuset.mems", "pids.max", "io.weight", "io.max",
-        "hugetlb.2MB.max", "hugetlb.2MB.rsvd.max"]
-        .into_iter()
-        .map(|f| (f, read(cg, f)))
-        .collect();
+    let got: Vec<(&str, String)> = [
+        "memory.max",
+        "memory.low",
+        "memory.swap.max",
+        "memory.high",
+        "memory.oom.group",
+        "cpu.weight",
+        "cpu.max",
+        "cpu.max.burst",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "pids.max",
+        "io.weight",
+        "io.max",
+        "hugetlb.2MB.max",
+        "hugetlb.2MB.rsvd.max",
+    ]
+    .into_iter()
+    .map(|f| (f, read(cg, f)))
+    .collect();
     let want = vec![
         ("memory.max", "67108864".to_string()),
         ("memory.low", "16777216".into()),
@@ -126,8 +145,11 @@ fn cpu_idle_and_per_device_weight() {
     let (major, minor) = maj_min();
     // Per-device io.weight needs the iocost controller running on the device.
     std::fs::write("/sys/fs/cgroup/io.cost.qos", format!("{} enable=1", nullb0())).expect("enable iocost on nullb0");
-    s.b.set("/linux/resources", json!({"cpu": {"idle": 1},
-        "blockIO": {"weightDevice": [{"major": major, "minor": minor, "weight": 100}]}}));
+    s.b.set(
+        "/linux/resources",
+        json!({"cpu": {"idle": 1},
+        "blockIO": {"weightDevice": [{"major": major, "minor": minor, "weight": 100}]}}),
+    );
     s.b.args(&["sleep", "1000"]);
     let o = s.rt.create(&s.id, &s.b);
     if s.rt.is_runc() {
@@ -217,14 +239,30 @@ fn update_changes_live_limits() {
         return;
     }
     let mut s = setup("lim-update");
-    s.b.set("/linux/resources", json!({"memory": {"limit": 67108864}, "pids": {"limit": 10},
-        "cpu": {"quota": 20000, "period": 50000}}));
+    s.b.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 67108864}, "pids": {"limit": 10},
+        "cpu": {"quota": 20000, "period": 50000}}),
+    );
     // Forks a short sleep every 50 ms: once pids.max is below what it needs, forks fail.
     s.b.sh("while :; do sleep 0.05; done");
     s.rt.create(&s.id, &s.b).ok();
     s.rt.start(&s.id).ok();
-    s.rt.exec(&["update", "--memory", "32m", "--memory-swap", "48m", "--cpu-quota", "10000", "--cpu-share", "2048",
-        "--cpuset-cpus", "0", &s.id]).ok();
+    s.rt.exec(&[
+        "update",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "48m",
+        "--cpu-quota",
+        "10000",
+        "--cpu-share",
+        "2048",
+        "--cpuset-cpus",
+        "0",
+        &s.id,
+    ])
+    .ok();
     let weight = if s.rt.is_runc() { runc11_weight(2048) } else { 174 };
     assert_eq!(read(&s.cg, "memory.max"), "33554432");
     assert_eq!(read(&s.cg, "memory.swap.max"), "16777216");
@@ -278,8 +316,11 @@ fn events_stats_match_the_cgroup_files() {
     s.b.sh("sleep 1000 & i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 1000");
     s.rt.create(&s.id, &s.b).ok();
     s.rt.start(&s.id).ok();
-    assert!(Cgroup::wait_for(Duration::from_secs(60), || std::fs::read_to_string(format!("/proc/{}/comm", s.rt.pid(&s.id).unwrap()))
-        .is_ok_and(|c| c.trim() == "sleep")), "the counting loop finished");
+    assert!(
+        Cgroup::wait_for(Duration::from_secs(60), || std::fs::read_to_string(format!("/proc/{}/comm", s.rt.pid(&s.id).unwrap()))
+            .is_ok_and(|c| c.trim() == "sleep")),
+        "the counting loop finished"
+    );
     let o = s.rt.exec(&["events", "--stats", &s.id]);
     o.ok();
     let v: Value = serde_json::from_str(o.stdout.trim()).unwrap();

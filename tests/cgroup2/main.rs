@@ -148,8 +148,18 @@ fn all_eight_controllers_available_and_enableable() {
     assert_eq!(words(parent.read("cgroup.subtree_control")), CONTROLLERS);
     let leaf = parent.child("leaf");
     assert_eq!(words(leaf.read("cgroup.controllers")), CONTROLLERS);
-    for f in ["cpuset.cpus", "cpu.max", "cpu.weight", "io.max", "memory.max", "memory.swap.max",
-              "hugetlb.2MB.max", "pids.max", "rdma.max", "misc.max"] {
+    for f in [
+        "cpuset.cpus",
+        "cpu.max",
+        "cpu.weight",
+        "io.max",
+        "memory.max",
+        "memory.swap.max",
+        "hugetlb.2MB.max",
+        "pids.max",
+        "rdma.max",
+        "misc.max",
+    ] {
         assert!(leaf.path().join(f).exists(), "{f} missing in a leaf with all controllers");
     }
     // Disabling works too (the leaf has no children of its own).
@@ -165,10 +175,7 @@ fn memory_max_oom_kills_the_process() {
     cg.write("memory.swap.max", "0");
     assert_eq!(cg.read("memory.max").trim(), "16777216");
 
-    let out = cg
-        .spawn(helper("hog").stdout(Stdio::piped()).stderr(Stdio::piped()))
-        .wait_with_output()
-        .unwrap();
+    let out = cg.spawn(helper("hog").stdout(Stdio::piped()).stderr(Stdio::piped())).wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.signal(),

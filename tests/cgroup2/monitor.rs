@@ -2,7 +2,7 @@
 //! recorded (the `oom` file in the persist dir and the bundle) before the exit files.
 
 use crate::limits::setup;
-use berth_tests::monitor::{Monitor, stream_bytes};
+use berth_tests::monitor::{stream_bytes, Monitor};
 use serde_json::json;
 use std::time::Duration;
 

@@ -64,11 +64,7 @@ fn oom_kill_is_recorded_in_memory_events() {
     rt.start(&id).ok();
     assert!(rt.wait_status(&id, "stopped", Duration::from_secs(20)), "container stopped");
     let events = std::fs::read_to_string(cg.join("memory.events")).unwrap();
-    let oom_kills: u64 = events
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let oom_kills: u64 = events.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     assert!(oom_kills >= 1, "memory.events: {events}");
     rt.delete(&id).ok();
     assert!(!cg.exists(), "cgroup removed by delete");
@@ -99,7 +95,10 @@ fn kill_all_reaches_every_process() {
         return;
     }
     if !berth_tests::runtime::runtime_path().to_string_lossy().contains("berth") {
-        eprintln!("kill_all_reaches_every_process: SKIPPED for {}: checks berth's default cgroup /sys/fs/cgroup/berth/<id> and cpu weight curve", berth_tests::runtime::runtime_path().display());
+        eprintln!(
+            "kill_all_reaches_every_process: SKIPPED for {}: checks berth's default cgroup /sys/fs/cgroup/berth/<id> and cpu weight curve",
+            berth_tests::runtime::runtime_path().display()
+        );
         return;
     }
     let mut b = Bundle::new("cg2-killall");

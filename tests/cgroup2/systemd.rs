@@ -123,11 +123,14 @@ fn systemd_scope_holds_the_init_with_exact_limits() {
     let mut b = Bundle::new("sd-lim");
     let id = rt.id("");
     b.set("/linux/cgroupsPath", json!(format!("{t}.slice:btscope:{id}")));
-    b.set("/linux/resources", json!({
-        "memory": {"limit": 67108864, "reservation": 16777216, "swap": 100663296},
-        "cpu": {"shares": 1024, "quota": 20000, "period": 50000, "cpus": "0", "mems": "0"},
-        "pids": {"limit": 42}
-    }));
+    b.set(
+        "/linux/resources",
+        json!({
+            "memory": {"limit": 67108864, "reservation": 16777216, "swap": 100663296},
+            "cpu": {"shares": 1024, "quota": 20000, "period": 50000, "cpus": "0", "mems": "0"},
+            "pids": {"limit": 42}
+        }),
+    );
     b.args(&["sleep", "1000"]);
     sd_create(&rt, &id, &b).ok();
     let unit = format!("btscope-{id}.scope");
@@ -142,33 +145,54 @@ fn systemd_scope_holds_the_init_with_exact_limits() {
     assert_eq!(own.trim(), format!("0::/{t}.slice/{unit}"), "the init is in the scope");
 
     let weight = if rt.is_runc() { runc11_weight(1024) } else { 100 };
-    let files: Vec<(&str, String)> = ["memory.max", "memory.low", "memory.swap.max", "cpu.weight", "cpu.max", "pids.max",
-        "cpuset.cpus", "cpuset.mems"].into_iter().map(|f| (f, read(&cg, f))).collect();
-    assert_eq!(files, vec![
-        ("memory.max", "67108864".to_string()),
-        ("memory.low", "16777216".into()),
-        // The spec's swap is memory+swap: 96 MiB - 64 MiB.
-        ("memory.swap.max", "33554432".into()),
-        ("cpu.weight", weight.to_string()),
-        ("cpu.max", "20000 50000".into()),
-        ("pids.max", "42".into()),
-        ("cpuset.cpus", "0".into()),
-        ("cpuset.mems", "0".into()),
-    ]);
+    let files: Vec<(&str, String)> =
+        ["memory.max", "memory.low", "memory.swap.max", "cpu.weight", "cpu.max", "pids.max", "cpuset.cpus", "cpuset.mems"]
+            .into_iter()
+            .map(|f| (f, read(&cg, f)))
+            .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("memory.max", "67108864".to_string()),
+            ("memory.low", "16777216".into()),
+            // The spec's swap is memory+swap: 96 MiB - 64 MiB.
+            ("memory.swap.max", "33554432".into()),
+            ("cpu.weight", weight.to_string()),
+            ("cpu.max", "20000 50000".into()),
+            ("pids.max", "42".into()),
+            ("cpuset.cpus", "0".into()),
+            ("cpuset.mems", "0".into()),
+        ]
+    );
     // systemd's record of the unit agrees (it would write these again on daemon-reload).
-    let props: Vec<(&str, String)> = ["MemoryMax", "MemoryLow", "MemorySwapMax", "CPUWeight", "CPUQuotaPerSecUSec",
-        "CPUQuotaPeriodUSec", "TasksMax", "AllowedCPUs", "AllowedMemoryNodes"].into_iter().map(|p| (p, prop(&unit, p))).collect();
-    assert_eq!(props, vec![
-        ("MemoryMax", "67108864".to_string()),
-        ("MemoryLow", "16777216".into()),
-        ("MemorySwapMax", "33554432".into()),
-        ("CPUWeight", weight.to_string()),
-        ("CPUQuotaPerSecUSec", "400ms".into()),
-        ("CPUQuotaPeriodUSec", "50ms".into()),
-        ("TasksMax", "42".into()),
-        ("AllowedCPUs", "0".into()),
-        ("AllowedMemoryNodes", "0".into()),
-    ]);
+    let props: Vec<(&str, String)> = [
+        "MemoryMax",
+        "MemoryLow",
+        "MemorySwapMax",
+        "CPUWeight",
+        "CPUQuotaPerSecUSec",
+        "CPUQuotaPeriodUSec",
+        "TasksMax",
+        "AllowedCPUs",
+        "AllowedMemoryNodes",
+    ]
+    .into_iter()
+    .map(|p| (p, prop(&unit, p)))
+    .collect();
+    assert_eq!(
+        props,
+        vec![
+            ("MemoryMax", "67108864".to_string()),
+            ("MemoryLow", "16777216".into()),
+            ("MemorySwapMax", "33554432".into()),
+            ("CPUWeight", weight.to_string()),
+            ("CPUQuotaPerSecUSec", "400ms".into()),
+            ("CPUQuotaPeriodUSec", "50ms".into()),
+            ("TasksMax", "42".into()),
+            ("AllowedCPUs", "0".into()),
+            ("AllowedMemoryNodes", "0".into()),
+        ]
+    );
 
     sd(&rt, &["delete", "--force", &id]).ok();
     assert!(!cg.exists(), "scope cgroup {} left after delete", cg.display());
@@ -188,8 +212,11 @@ fn systemd_update_pause_and_events() {
     let mut b = Bundle::new("sd-upd");
     let id = rt.id("");
     b.set("/linux/cgroupsPath", json!(format!("{t}.slice:btscope:{id}")));
-    b.set("/linux/resources", json!({"memory": {"limit": 67108864}, "pids": {"limit": 42},
-        "cpu": {"quota": 20000, "period": 100000}}));
+    b.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 67108864}, "pids": {"limit": 42},
+        "cpu": {"quota": 20000, "period": 100000}}),
+    );
     b.sh("while :; do sleep 0.1; done");
     sd_create(&rt, &id, &b).ok();
     sd(&rt, &["start", &id]).ok();
@@ -314,15 +341,15 @@ fn systemd_malformed_paths_are_refused_with_nothing_created() {
     let _slices = Slices(vec![format!("{t}.slice")]);
     let rt = Runtime::new("sd-bad");
     let cases = [
-        format!("{t}.slice:p"),                // two fields
-        format!("{t}.slice:p:n:x"),            // four fields
-        format!("../{t}.slice:p:n"),           // a path in the slice
-        format!("..:p:n"),                     // not a slice name
-        format!("{t}--x.slice:p:n"),           // empty slice component
-        format!("-{t}.slice:p:n"),             // leading dash
-        format!("{t}-.slice:p:n"),             // trailing dash
-        format!("{t}.slice:p:a/b"),            // a path in the name
-        format!("/{t}.slice/p-n.scope"),        // a cgroupfs path
+        format!("{t}.slice:p"),          // two fields
+        format!("{t}.slice:p:n:x"),      // four fields
+        format!("../{t}.slice:p:n"),     // a path in the slice
+        format!("..:p:n"),               // not a slice name
+        format!("{t}--x.slice:p:n"),     // empty slice component
+        format!("-{t}.slice:p:n"),       // leading dash
+        format!("{t}-.slice:p:n"),       // trailing dash
+        format!("{t}.slice:p:a/b"),      // a path in the name
+        format!("/{t}.slice/p-n.scope"), // a cgroupfs path
     ];
     for (i, path) in cases.iter().enumerate() {
         let id = rt.id(&format!("c{i}"));

@@ -37,9 +37,20 @@ async fn checkpoint_container_refused_by_criu_leaves_it_running_and_no_archive()
     std::fs::create_dir_all(&out).unwrap();
     let location = out.join("c.tar");
 
-    let e = n.rt.checkpoint_container(cri::CheckpointContainerRequest { container_id: id.clone(), location: location.display().to_string(), timeout: 60 }).await.unwrap_err();
+    let e =
+        n.rt.checkpoint_container(cri::CheckpointContainerRequest {
+            container_id: id.clone(),
+            location: location.display().to_string(),
+            timeout: 60,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
-    assert!(e.message().contains("criu dump failed") && e.message().contains(&complaint), "the error carries criu's complaint {complaint:?}: {}", e.message());
+    assert!(
+        e.message().contains("criu dump failed") && e.message().contains(&complaint),
+        "the error carries criu's complaint {complaint:?}: {}",
+        e.message()
+    );
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "nothing written next to the location: {left:?}");
     assert!(crate::common::tree(&n.env.p("")).iter().all(|p| !p.contains("checkpoint.tmp")), "the scratch directory is removed");
@@ -48,10 +59,20 @@ async fn checkpoint_container_refused_by_criu_leaves_it_running_and_no_archive()
 
     // Refused up front: no location, a relative one, a directory, an unknown container.
     for (loc, cid) in [("", id.as_str()), ("rel.tar", id.as_str()), (out.to_str().unwrap(), id.as_str())] {
-        let e = n.rt.checkpoint_container(cri::CheckpointContainerRequest { container_id: cid.into(), location: loc.into(), timeout: 0 }).await.unwrap_err();
+        let e =
+            n.rt.checkpoint_container(cri::CheckpointContainerRequest { container_id: cid.into(), location: loc.into(), timeout: 0 })
+                .await
+                .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{loc:?}: {e:?}");
     }
-    let e = n.rt.checkpoint_container(cri::CheckpointContainerRequest { container_id: "nope".into(), location: location.display().to_string(), timeout: 0 }).await.unwrap_err();
+    let e =
+        n.rt.checkpoint_container(cri::CheckpointContainerRequest {
+            container_id: "nope".into(),
+            location: location.display().to_string(),
+            timeout: 0,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     assert_eq!(n.status(&id).await.state, cri::ContainerState::ContainerRunning as i32);
 }

@@ -38,22 +38,25 @@ impl Env {
     pub fn args(&self) -> Vec<String> {
         let s = |r: &str| self.p(r).display().to_string();
         vec![
-            "--config".into(), s("berth.conf"),
-            "--config-dir".into(), s("conf.d"),
-            "--socket".into(), s("state/berth.sock"),
-            "--state-root".into(), s("state"),
-            "--image-root".into(), s("images"),
-            "--registries-conf".into(), s("registries.conf"),
-            "--registries-conf-dir".into(), s("registries.d"),
+            "--config".into(),
+            s("berth.conf"),
+            "--config-dir".into(),
+            s("conf.d"),
+            "--socket".into(),
+            s("state/berth.sock"),
+            "--state-root".into(),
+            s("state"),
+            "--image-root".into(),
+            s("images"),
+            "--registries-conf".into(),
+            s("registries.conf"),
+            "--registries-conf-dir".into(),
+            s("registries.d"),
         ]
     }
     /// Runs `berth-cri <args> <extra>` to completion.
     pub fn cli(&self, extra: &[&str]) -> Output {
-        Command::new(berth_tests::bin("berth-cri"))
-            .args(self.args())
-            .args(extra)
-            .output()
-            .expect("run berth-cri")
+        Command::new(berth_tests::bin("berth-cri")).args(self.args()).args(extra).output().expect("run berth-cri")
     }
     pub fn start(&self) -> Daemon {
         Daemon::start(self)

@@ -11,10 +11,7 @@ fn config_out(env: &Env, extra: &[&str]) -> String {
 }
 
 fn value(out: &str, key: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
-        .unwrap_or_else(|| panic!("{key} missing in:\n{out}"))
-        .to_string()
+    out.lines().find_map(|l| l.strip_prefix(&format!("{key} = "))).unwrap_or_else(|| panic!("{key} missing in:\n{out}")).to_string()
 }
 
 #[test]
@@ -72,12 +69,27 @@ fn unknown_key_and_bad_value_name_file_and_key() {
 #[test]
 fn config_output_is_documented_and_round_trips() {
     let env = Env::new("");
-    std::fs::write(env.p("conf.d/10.conf"), "[runtime.handlers.kata]\npath = \"/opt/kata/bin/kata-runtime\"\n[network]\ncni_plugin_dirs = [\"/x/bin\"]\n").unwrap();
+    std::fs::write(
+        env.p("conf.d/10.conf"),
+        "[runtime.handlers.kata]\npath = \"/opt/kata/bin/kata-runtime\"\n[network]\ncni_plugin_dirs = [\"/x/bin\"]\n",
+    )
+    .unwrap();
     let out = config_out(&env, &[]);
     for key in [
-        "socket_path", "state_root", "log_level", "default_handler", "monitor_path", "root", "pause_image",
-        "registries_conf", "registries_conf_dir", "auth_file", "max_layer_size", "allow_device_nodes",
-        "cni_conf_dir", "cni_plugin_dirs",
+        "socket_path",
+        "state_root",
+        "log_level",
+        "default_handler",
+        "monitor_path",
+        "root",
+        "pause_image",
+        "registries_conf",
+        "registries_conf_dir",
+        "auth_file",
+        "max_layer_size",
+        "allow_device_nodes",
+        "cni_conf_dir",
+        "cni_plugin_dirs",
     ] {
         let line = out.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key}"));
         assert!(out.lines().nth(line - 1).unwrap().starts_with('#'), "{key} is not documented:\n{out}");
@@ -110,12 +122,22 @@ fn registry_limits_are_configurable_and_checked() {
     )
     .unwrap();
     let out = config_out(&env, &[]);
-    for (k, v) in [("max_manifest_size", "1000"), ("max_config_size", "2000"), ("max_error_body_size", "3000"),
-                   ("max_auth_token_size", "4000"), ("pull_progress_timeout", "0"), ("max_layers", "64")] {
+    for (k, v) in [
+        ("max_manifest_size", "1000"),
+        ("max_config_size", "2000"),
+        ("max_error_body_size", "3000"),
+        ("max_auth_token_size", "4000"),
+        ("pull_progress_timeout", "0"),
+        ("max_layers", "64"),
+    ] {
         assert_eq!(value(&out, k), v, "{k}");
     }
-    for (bad, key) in [("max_layers = 501", "image.max_layers"), ("max_layers = 0", "image.max_layers"),
-                       ("max_manifest_size = 0", "image.max_manifest_size"), ("max_auth_token_size = 0", "image.max_auth_token_size")] {
+    for (bad, key) in [
+        ("max_layers = 501", "image.max_layers"),
+        ("max_layers = 0", "image.max_layers"),
+        ("max_manifest_size = 0", "image.max_manifest_size"),
+        ("max_auth_token_size = 0", "image.max_auth_token_size"),
+    ] {
         std::fs::write(env.p("conf.d/10.conf"), format!("[image]\n{bad}\n")).unwrap();
         let e = stderr(&env.cli(&["config"]));
         assert!(e.contains("10.conf") && e.contains(key), "{bad}: {e}");

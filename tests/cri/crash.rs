@@ -81,7 +81,13 @@ fn bridge_ports(n: &Node) -> usize {
 
 fn mounts_under(p: &Path) -> Vec<String> {
     let p = p.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&p)).map(String::from).collect()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&p))
+        .map(String::from)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,7 +117,10 @@ async fn kill_9_during_run_pod_sandbox_and_create_container_leaves_nothing() {
     let pcfg = n.pod_config("crashpod", false);
     let mut rt = n.rt.clone();
     let cfg = pcfg.clone();
-    let call = tokio::spawn(async move { rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() }).await });
+    let call =
+        tokio::spawn(
+            async move { rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() }).await },
+        );
     tokio::task::block_in_place(|| cni_gate.wait_reached());
     n.kill9();
     assert!(call.await.unwrap().is_err(), "RunPodSandbox cannot have succeeded");
@@ -130,7 +139,12 @@ async fn kill_9_during_run_pod_sandbox_and_create_container_leaves_nothing() {
     // 2. kill -9 while the runtime's create runs (under the monitor).
     let mut gpcfg = n.pod_config("gatedpod", false);
     gpcfg.metadata.as_mut().unwrap().uid = format!("gated-{}", std::process::id());
-    let gpod = n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(gpcfg.clone()), runtime_handler: "gated".into() }).await.unwrap().into_inner().pod_sandbox_id;
+    let gpod =
+        n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(gpcfg.clone()), runtime_handler: "gated".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
     rt_gate.arm();
     let mut rt = n.rt.clone();
     let (gp, gc) = (gpod.clone(), gpcfg.clone());

@@ -10,18 +10,16 @@ use std::process::Command;
 
 /// crictl from `CRICTL`, `BERTH_CRICTL` or PATH; `None` (and the skip line printed) without it.
 pub fn crictl_path() -> Option<PathBuf> {
-    let found = ["CRICTL", "BERTH_CRICTL"]
-        .iter()
-        .filter_map(std::env::var_os)
-        .map(PathBuf::from)
-        .find(|p| !p.as_os_str().is_empty())
-        .or_else(|| {
-            std::env::var_os("PATH")
-                .into_iter()
-                .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-                .map(|d| d.join("crictl"))
-                .find(|p| p.is_file())
-        });
+    let found =
+        ["CRICTL", "BERTH_CRICTL"].iter().filter_map(std::env::var_os).map(PathBuf::from).find(|p| !p.as_os_str().is_empty()).or_else(
+            || {
+                std::env::var_os("PATH")
+                    .into_iter()
+                    .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+                    .map(|d| d.join("crictl"))
+                    .find(|p| p.is_file())
+            },
+        );
     match found {
         Some(p) if p.is_file() => Some(p),
         Some(p) => {

@@ -36,7 +36,10 @@ async fn let_it_try(n: &mut Node, ctr: &str, more: u32) -> Report {
     while !sh(n, ctr, &["/bin/busybox", "cat", "/tmp/result"]).await.contains("done") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Report { exe_link: sh(n, ctr, &["/bin/busybox", "cat", "/tmp/exe-link"]).await, result: sh(n, ctr, &["/bin/busybox", "cat", "/tmp/result"]).await }
+    Report {
+        exe_link: sh(n, ctr, &["/bin/busybox", "cat", "/tmp/exe-link"]).await,
+        result: sh(n, ctr, &["/bin/busybox", "cat", "/tmp/result"]).await,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,7 +87,8 @@ async fn the_pods_pid_1_is_no_window_on_the_host() {
     let binaries = fingerprints(&[berth_tests::bin("berth-pause")]);
     let mut n = Node::start("pause-confined").await;
     let mut pcfg = n.pod_config("pause-confined", false);
-    pcfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+    pcfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap().pid =
+        cri::NamespaceMode::Pod as i32;
     let pod = n.run_pod(&pcfg).await;
     let mut cfg = Node::container_config("prober", &["sleep", "1000"]);
     cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().capabilities =

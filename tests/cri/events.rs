@@ -57,7 +57,12 @@ async fn events_arrive_in_order_for_two_subscribers() {
     let eb = take(&mut b, total).await;
     let key = |e: &cri::ContainerEventResponse| (e.container_id.clone(), e.container_event_type);
     assert_eq!(ea.iter().map(key).collect::<Vec<_>>(), eb.iter().map(key).collect::<Vec<_>>(), "both subscribers see the same sequence");
-    let lifecycle = vec![T::ContainerCreatedEvent as i32, T::ContainerStartedEvent as i32, T::ContainerStoppedEvent as i32, T::ContainerDeletedEvent as i32];
+    let lifecycle = vec![
+        T::ContainerCreatedEvent as i32,
+        T::ContainerStartedEvent as i32,
+        T::ContainerStoppedEvent as i32,
+        T::ContainerDeletedEvent as i32,
+    ];
     assert_eq!(kinds(&ea, &pod), lifecycle, "the pod's events");
     assert_eq!(kinds(&ea, &c), lifecycle, "the container's events");
     for id in &many {

@@ -16,7 +16,11 @@ fn cases(outside: &str) -> Vec<Case> {
     let abs_link: &'static str = Box::leak(outside.to_string().into_boxed_str());
     let rel_link: &'static str = Box::leak(format!("../../../../../../../../..{outside}").into_boxed_str());
     vec![
-        Case { name: "dotdot", entries: vec![Entry::Raw(format!("a/../../../../..{outside}/pwn").into_bytes(), b"x".to_vec())], expect: "'..'" },
+        Case {
+            name: "dotdot",
+            entries: vec![Entry::Raw(format!("a/../../../../..{outside}/pwn").into_bytes(), b"x".to_vec())],
+            expect: "'..'",
+        },
         Case { name: "absolute", entries: vec![Entry::Raw(format!("{outside}/pwn").into_bytes(), b"x".to_vec())], expect: "absolute" },
         Case {
             name: "write through absolute symlink",
@@ -28,17 +32,17 @@ fn cases(outside: &str) -> Vec<Case> {
             entries: vec![Entry::Dir("d"), Entry::Symlink("d/up", rel_link), Entry::File("d/up/pwn", b"x".to_vec())],
             expect: "leave the layer root",
         },
-        Case {
-            name: "hard link to ../",
-            entries: vec![Entry::Hardlink("hl", "../../../../../../etc/passwd")],
-            expect: "'..'",
-        },
+        Case { name: "hard link to ../", entries: vec![Entry::Hardlink("hl", "../../../../../../etc/passwd")], expect: "'..'" },
         Case {
             name: "hard link through symlink",
             entries: vec![Entry::Symlink("etcl", "/etc"), Entry::Hardlink("hl", "etcl/passwd")],
             expect: "leave the layer root",
         },
-        Case { name: "device node", entries: vec![Entry::Dir("dev"), Entry::CharDev("dev/sda", 8, 0)], expect: "device nodes are not allowed" },
+        Case {
+            name: "device node",
+            entries: vec![Entry::Dir("dev"), Entry::CharDev("dev/sda", 8, 0)],
+            expect: "device nodes are not allowed",
+        },
         Case { name: "bad whiteout", entries: vec![Entry::File(".wh..", vec![])], expect: "invalid whiteout" },
     ]
 }

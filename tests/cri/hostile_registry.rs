@@ -18,17 +18,11 @@ use crate::common::{clients, image_spec, insecure_registries, tree, vm_hwm, Daem
 const MIB: u64 = 1 << 20;
 
 async fn pull(img: &mut ImageServiceClient<Channel>, image: &str) -> Result<String, tonic::Status> {
-    img.pull_image(cri::PullImageRequest { image: image_spec(image), ..Default::default() })
-        .await
-        .map(|r| r.into_inner().image_ref)
+    img.pull_image(cri::PullImageRequest { image: image_spec(image), ..Default::default() }).await.map(|r| r.into_inner().image_ref)
 }
 
 fn tmp_entries(env: &Env) -> Vec<String> {
-    std::fs::read_dir(env.p("images/tmp"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
+    std::fs::read_dir(env.p("images/tmp")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
 }
 
 /// A hostile case: what the registry serves for `bad/<name>:v1`, and what the error says.
@@ -114,7 +108,8 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
     };
 
     // 1. Bounded bodies.
-    let limit_msg = "manifest from http://{addr}/v2/bad/{name}/manifests/v1 is larger than the limit of 4194304 bytes (image.max_manifest_size)";
+    let limit_msg =
+        "manifest from http://{addr}/v2/bad/{name}/manifests/v1 is larger than the limit of 4194304 bytes (image.max_manifest_size)";
     case(
         "manifest-200m",
         vec![("manifests/v1".into(), Reply::new(200, OCI_MANIFEST, Body::Fill { len: huge, byte: b' ', chunked: false }))],
@@ -162,7 +157,8 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
     lying_config[1].1 = Reply::new(200, "application/octet-stream", Body::Fill { len: huge, byte: b'{', chunked: true });
     let ce_msg = format!("the registry sent more than {} bytes but the descriptor declares {}", ce.config.len(), ce.config.len());
     case("config-endless", lying_config, &[&ce_msg], &[]);
-    let err_limit = "error body from http://{addr}/v2/bad/{name}/manifests/v1 is larger than the limit of 1048576 bytes (image.max_error_body_size)";
+    let err_limit =
+        "error body from http://{addr}/v2/bad/{name}/manifests/v1 is larger than the limit of 1048576 bytes (image.max_error_body_size)";
     case(
         "error-64m",
         vec![("manifests/v1".into(), Reply::new(404, "text/plain", Body::Fill { len: 64 * MIB, byte: b'E', chunked: false }))],
@@ -184,7 +180,10 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
             Reply::new(401, "application/json", Body::Bytes(b"{}".to_vec()))
                 .header("WWW-Authenticate", &format!("Bearer realm=\"{realm}\",service=\"hostile\"")),
         )],
-        &["auth token response from http://{addr}/token/huge?service=hostile", "is larger than the limit of 1048576 bytes (image.max_auth_token_size)"],
+        &[
+            "auth token response from http://{addr}/token/huge?service=hostile",
+            "is larger than the limit of 1048576 bytes (image.max_auth_token_size)",
+        ],
         &[],
     );
 
@@ -199,16 +198,12 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
     let mut cfg_idx = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": both["manifests"].clone()});
     cfg_idx["config"] = m["config"].clone();
     case("config-in-index", with_manifest(OCI_INDEX, &cfg_idx), &["ambiguous manifest refused"], &["blobs/", "manifests/sha256:"]);
-    case(
-        "content-type-disagrees",
-        with_manifest(OCI_INDEX, &m),
-        &["ambiguous manifest refused", "declared both"],
-        &["blobs/"],
-    );
+    case("content-type-disagrees", with_manifest(OCI_INDEX, &m), &["ambiguous manifest refused", "declared both"], &["blobs/"]);
 
     // 3. Exact descriptors.
     // The blob matches its digest, but not the size its descriptor declares.
-    for (name, delta, chunked) in [("blob-shorter", 100i64, false), ("blob-shorter-chunked", 100, true), ("blob-longer-chunked", -1, true)] {
+    for (name, delta, chunked) in [("blob-shorter", 100i64, false), ("blob-shorter-chunked", 100, true), ("blob-longer-chunked", -1, true)]
+    {
         let f = fresh(name);
         let l = f.layers[0].clone();
         let mut doc = f.manifest_json();
@@ -255,8 +250,10 @@ async fn hostile_registry_bodies_manifests_and_descriptors() {
         &[],
     );
     let many: Vec<serde_json::Value> = (0..501)
-        .map(|i| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": sha256(format!("layer {i}").as_bytes()), "size": 10}))
+        .map(|i| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": sha256(format!("layer {i}").as_bytes()), "size": 10})
+        })
         .collect();
     let mut too_many = m.clone();
     too_many["layers"] = many.into();
@@ -294,7 +291,10 @@ async fn idle_registry_times_out() {
     let good = TestImage::new("hello", b"hi");
     reg.serve_image("good/two", "v1", &TestImage::new("two", b"2"));
     reg.serve_image("idle/blob", "v1", &good);
-    reg.route(&format!("/v2/idle/blob/blobs/{}", sha256(&good.layers[0])), vec![Reply::new(200, "application/octet-stream", Body::Stall { len: good.layers[0].len() as u64 })]);
+    reg.route(
+        &format!("/v2/idle/blob/blobs/{}", sha256(&good.layers[0])),
+        vec![Reply::new(200, "application/octet-stream", Body::Stall { len: good.layers[0].len() as u64 })],
+    );
     reg.route("/v2/idle/headers/manifests/v1", vec![Reply::new(200, OCI_MANIFEST, Body::Silent)]);
     reg.route("/v2/idle/body/manifests/v1", vec![Reply::new(200, OCI_MANIFEST, Body::Stall { len: 100 })]);
     let addr = reg.addr();

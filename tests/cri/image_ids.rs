@@ -7,7 +7,14 @@ use k8s_cri::v1 as cri;
 #[tokio::test(flavor = "multi_thread")]
 async fn container_image_ids_match_image_status() {
     let mut n = Node::start("imgids").await;
-    let img = n.img.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: IMAGE.into(), ..Default::default() }), verbose: false }).await.unwrap().into_inner().image.expect("image present");
+    let img = n
+        .img
+        .image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: IMAGE.into(), ..Default::default() }), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .image
+        .expect("image present");
     assert!(img.id.starts_with("sha256:") && img.id.len() == 71, "{}", img.id);
     let pcfg = n.pod_config("ids", true);
     let pod = n.run_pod(&pcfg).await;

@@ -18,7 +18,11 @@ async fn import_oci_and_docker_archives_then_list_and_rm() {
     assert!(String::from_utf8_lossy(&o.stdout).contains(&built.config));
 
     let da = env.p("docker.tar");
-    docker_archive(&da, &[layer_tar(&[Entry::File("hello", b"hi".to_vec())]), layer_tar(&[Entry::File(".wh.hello", vec![])])], "busybox:1.0");
+    docker_archive(
+        &da,
+        &[layer_tar(&[Entry::File("hello", b"hi".to_vec())]), layer_tar(&[Entry::File(".wh.hello", vec![])])],
+        "busybox:1.0",
+    );
     let o = env.cli(&["image", "import", da.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -30,7 +34,8 @@ async fn import_oci_and_docker_archives_then_list_and_rm() {
     let (_, mut img) = clients(&d).await;
     let st = img.image_status(cri::ImageStatusRequest { image: image_spec("busybox:1.0"), verbose: false }).await.unwrap().into_inner();
     assert_eq!(st.image.unwrap().repo_tags, vec!["docker.io/library/busybox:1.0".to_string()]);
-    let st = img.image_status(cri::ImageStatusRequest { image: image_spec("example.com/app:v2"), verbose: false }).await.unwrap().into_inner();
+    let st =
+        img.image_status(cri::ImageStatusRequest { image: image_spec("example.com/app:v2"), verbose: false }).await.unwrap().into_inner();
     assert_eq!(st.image.unwrap().id, built.config);
 
     let o = env.cli(&["image", "rm", "busybox:1.0"]);

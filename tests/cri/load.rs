@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 50;
 
-async fn one_pod(mut rt: k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>, pcfg: cri::PodSandboxConfig) -> Result<(String, Vec<String>), String> {
+async fn one_pod(
+    mut rt: k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    pcfg: cri::PodSandboxConfig,
+) -> Result<(String, Vec<String>), String> {
     let pod = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pcfg.clone()), runtime_handler: String::new() })
         .await
@@ -20,7 +23,11 @@ async fn one_pod(mut rt: k8s_cri::v1::runtime_service_client::RuntimeServiceClie
     for name in ["a", "b"] {
         let cfg = Node::container_config(name, &["sleep", "600"]);
         let id = rt
-            .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(cfg), sandbox_config: Some(pcfg.clone()) })
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pcfg.clone()),
+            })
             .await
             .map_err(|e| format!("CreateContainer: {e}"))?
             .into_inner()
@@ -31,7 +38,10 @@ async fn one_pod(mut rt: k8s_cri::v1::runtime_service_client::RuntimeServiceClie
     Ok((pod, ids))
 }
 
-async fn teardown(mut rt: k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>, pod: String) -> Result<(), String> {
+async fn teardown(
+    mut rt: k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    pod: String,
+) -> Result<(), String> {
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.map_err(|e| format!("StopPodSandbox: {e}"))?;
     rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.map_err(|e| format!("RemovePodSandbox: {e}"))?;
     Ok(())
@@ -54,7 +64,14 @@ fn leftovers(n: &Node, containers: &[String]) -> Vec<String> {
         }
     }
     for id in containers {
-        for base in ["/sys/fs/cgroup/unified/berth", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup"] {
+        for base in [
+            "/sys/fs/cgroup/unified/berth",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup",
+        ] {
             let p = format!("{base}/{id}");
             if std::path::Path::new(&p).exists() {
                 left.push(format!("cgroup {p}"));
@@ -66,7 +83,9 @@ fn leftovers(n: &Node, containers: &[String]) -> Vec<String> {
     });
     // The daemon itself mentions the dir; every other process is a pod's.
     let daemon = n.daemon.proc.as_ref().map(|p| p.0.id().to_string()).unwrap_or_default();
-    left.extend(procs.filter(|e| e.file_name().to_string_lossy() != daemon).map(|e| format!("process {}", e.file_name().to_string_lossy())));
+    left.extend(
+        procs.filter(|e| e.file_name().to_string_lossy() != daemon).map(|e| format!("process {}", e.file_name().to_string_lossy())),
+    );
     left
 }
 
@@ -108,14 +127,24 @@ async fn fifty_pods_with_two_containers_twice_leave_nothing() {
             }
         }
         let created = t0.elapsed();
-        assert!(errors.is_empty(), "round {round}: {} of {PODS} pods failed: {:?}\n{}", errors.len(), &errors[..errors.len().min(5)], n.daemon.log());
+        assert!(
+            errors.is_empty(),
+            "round {round}: {} of {PODS} pods failed: {:?}\n{}",
+            errors.len(),
+            &errors[..errors.len().min(5)],
+            n.daemon.log()
+        );
         // Every container runs, every pod has its own address.
         let listed = n.rt.list_containers(cri::ListContainersRequest::default()).await.unwrap().into_inner().containers;
         let running = listed.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).count();
         assert_eq!(running, 2 * PODS, "round {round}: running containers");
         let mut ips = std::collections::HashSet::new();
         for p in &pods {
-            let st = n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: p.clone(), verbose: false }).await.unwrap().into_inner();
+            let st =
+                n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: p.clone(), verbose: false })
+                    .await
+                    .unwrap()
+                    .into_inner();
             ips.insert(st.status.unwrap().network.unwrap().ip);
         }
         assert_eq!(ips.len(), PODS, "round {round}: distinct pod IPs");

@@ -83,16 +83,15 @@ async fn pod_stats(n: &mut Node, pod: &str) -> cri::NetworkInterfaceUsage {
 async fn sandbox_metrics_agree_with_the_stats() {
     let port = free_port();
     let mut n = Node::start_with("metrics", &metrics_conf(port, true)).await;
-    let descs: HashMap<String, Vec<String>> = n
-        .rt
-        .list_metric_descriptors(cri::ListMetricDescriptorsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .descriptors
-        .into_iter()
-        .map(|d| (d.name, d.label_keys))
-        .collect();
+    let descs: HashMap<String, Vec<String>> =
+        n.rt.list_metric_descriptors(cri::ListMetricDescriptorsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .descriptors
+            .into_iter()
+            .map(|d| (d.name, d.label_keys))
+            .collect();
     for name in ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "container_network_receive_bytes_total"] {
         assert!(descs.contains_key(name), "{name} is not described: {descs:?}");
     }
@@ -100,7 +99,11 @@ async fn sandbox_metrics_agree_with_the_stats() {
     let pcfg = n.pod_config("metrics", false);
     let pod = n.run_pod(&pcfg).await;
     let busy = n
-        .run(&pod, &pcfg, Node::container_config("busy", &["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo done; exec sleep 600"]))
+        .run(
+            &pod,
+            &pcfg,
+            Node::container_config("busy", &["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo done; exec sleep 600"]),
+        )
         .await;
     let quick = n.run(&pod, &pcfg, Node::container_config("quick", &["true"])).await;
     n.wait_exited(&quick, T).await;
@@ -149,10 +152,18 @@ async fn sandbox_metrics_agree_with_the_stats() {
     assert!(one(&s2, "container_cpu_usage_seconds_total", None) >= cpu);
 
     // Pod series: the network of the pod, between two PodSandboxStats, after traffic.
-    let st = n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap().into_inner();
+    let st =
+        n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap().into_inner();
     let ip = st.status.unwrap().network.unwrap().ip;
     let gateway = format!("{}.1", ip.rsplit_once('.').unwrap().0);
-    let _ = n.rt.exec_sync(cri::ExecSyncRequest { container_id: busy.clone(), cmd: vec!["sh".into(), "-c".into(), format!("echo x | nc -w 1 {gateway} 9")], timeout: 10 }).await.unwrap();
+    let _ =
+        n.rt.exec_sync(cri::ExecSyncRequest {
+            container_id: busy.clone(),
+            cmd: vec!["sh".into(), "-c".into(), format!("echo x | nc -w 1 {gateway} 9")],
+            timeout: 10,
+        })
+        .await
+        .unwrap();
     let net0 = pod_stats(&mut n, &pod).await;
     let pm = pod_metrics(&mut n, &pod).await;
     let net1 = pod_stats(&mut n, &pod).await;
@@ -206,8 +217,16 @@ async fn the_endpoint_counts_calls_errors_and_pulls() {
     let e = rt.container_status(cri::ContainerStatusRequest { container_id: "0".repeat(64), verbose: false }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     let image = format!("{addr}/test/metrics:v1");
-    let id = img.pull_image(cri::PullImageRequest { image: image_spec(&image), ..Default::default() }).await.unwrap().into_inner().image_ref;
-    let size = img.image_status(cri::ImageStatusRequest { image: image_spec(&id), verbose: false }).await.unwrap().into_inner().image.unwrap().size;
+    let id =
+        img.pull_image(cri::PullImageRequest { image: image_spec(&image), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    let size = img
+        .image_status(cri::ImageStatusRequest { image: image_spec(&id), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .image
+        .unwrap()
+        .size;
     let missing = format!("{addr}/test/metrics:nope");
     img.pull_image(cri::PullImageRequest { image: image_spec(&missing), ..Default::default() }).await.unwrap_err();
     let t1 = scrape(port).await.unwrap();

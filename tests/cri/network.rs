@@ -8,8 +8,8 @@
 //! `net.ipv4.ip_forward`, which tests must not change. Pod-to-pod traffic is bridged and the
 //! host port on 127.0.0.1 is locally originated (DNAT in OUTPUT), so neither needs forwarding.
 
-use std::net::{IpAddr, TcpStream};
 use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -65,7 +65,10 @@ pub(crate) fn remove_added_rules(before: &[String]) {
 }
 
 fn links() -> Vec<String> {
-    let mut v: Vec<String> = must("ip -o link show").lines().filter_map(|l| l.split(':').nth(1).map(|s| s.trim().split('@').next().unwrap().to_string())).collect();
+    let mut v: Vec<String> = must("ip -o link show")
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().split('@').next().unwrap().to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -127,7 +130,10 @@ impl Fx {
         for d in ["conf", "cache", "www"] {
             std::fs::create_dir_all(fx.dir.path().join(d)).unwrap();
         }
-        must(&format!("ip link add {} type bridge && ip addr add {}.1/24 dev {} && ip link set {} up", fx.bridge, fx.subnet, fx.bridge, fx.bridge));
+        must(&format!(
+            "ip link add {} type bridge && ip addr add {}.1/24 dev {} && ip link set {} up",
+            fx.bridge, fx.subnet, fx.bridge, fx.bridge
+        ));
         fx
     }
 
@@ -265,7 +271,11 @@ async fn cni_two_pods_ping_and_host_port_then_del() {
     let (ipa, ipb) = (ra.ips[0].to_string(), rb.ips[0].to_string());
     assert!(ipa.starts_with(&fx.subnet) && ipb.starts_with(&fx.subnet) && ipa != ipb, "{ipa} {ipb}");
     assert_eq!(ra.raw["cniVersion"], "1.0.0");
-    assert_eq!(allocations(&fx.tag), { let mut v = vec![ipa.clone(), ipb.clone()]; v.sort(); v });
+    assert_eq!(allocations(&fx.tag), {
+        let mut v = vec![ipa.clone(), ipb.clone()];
+        v.sort();
+        v
+    });
     let nsa = Fx::ns_of(&a);
     let nsb = Fx::ns_of(&b);
     // loopback is up in the pod, eth0 has the address.
@@ -281,11 +291,7 @@ async fn cni_two_pods_ping_and_host_port_then_del() {
     // A host port on 127.0.0.1 reaches a server in pod a.
     let www = fx.dir.path().join("www");
     std::fs::write(www.join("index.html"), "hello from pod a\n").unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &nsa, "busybox", "httpd", "-f", "-p", "8080", "-h"])
-        .arg(&www)
-        .spawn()
-        .unwrap();
+    let child = Command::new("ip").args(["netns", "exec", &nsa, "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(&www).spawn().unwrap();
     fx.procs.push(child);
     assert!(http_get(&format!("{ipa}:8080")).contains("hello from pod a"));
     let via_host_port = http_get(&format!("127.0.0.1:{port}"));

@@ -47,7 +47,11 @@ impl Node {
         let bridge = format!("btbr{}x{}", pid % 100000, n);
         let subnet = format!("10.{}.{}.0/24", 100 + (tag % 100), (pid / 7 + n * 13) % 250);
         let gateway = subnet.replace(".0/24", ".1");
-        for args in [vec!["link", "add", bridge.as_str(), "type", "bridge"], vec!["addr", "add", &format!("{gateway}/24"), "dev", bridge.as_str()], vec!["link", "set", bridge.as_str(), "up"]] {
+        for args in [
+            vec!["link", "add", bridge.as_str(), "type", "bridge"],
+            vec!["addr", "add", &format!("{gateway}/24"), "dev", bridge.as_str()],
+            vec!["link", "set", bridge.as_str(), "up"],
+        ] {
             let st = std::process::Command::new("ip").args(&args).status().expect("ip");
             assert!(st.success(), "ip {args:?}");
         }
@@ -107,7 +111,12 @@ impl Node {
 
     pub fn pod_config(&self, name: &str, host_network: bool) -> cri::PodSandboxConfig {
         cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}-{}", std::process::id()), namespace: "bt".into(), attempt: 0 }),
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}-{}", std::process::id()),
+                namespace: "bt".into(),
+                attempt: 0,
+            }),
             hostname: name.into(),
             log_directory: self.env.p(&format!("logs/{name}")).display().to_string(),
             linux: Some(cri::LinuxPodSandboxConfig {
@@ -143,7 +152,10 @@ impl Node {
             log_path: format!("{name}/0.log"),
             linux: Some(cri::LinuxContainerConfig {
                 security_context: Some(cri::LinuxContainerSecurityContext {
-                    seccomp: Some(cri::SecurityProfile { profile_type: cri::security_profile::ProfileType::Unconfined as i32, ..Default::default() }),
+                    seccomp: Some(cri::SecurityProfile {
+                        profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -154,7 +166,11 @@ impl Node {
 
     pub async fn create(&mut self, pod: &str, pcfg: &cri::PodSandboxConfig, cfg: cri::ContainerConfig) -> String {
         self.rt
-            .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(cfg), sandbox_config: Some(pcfg.clone()) })
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(cfg),
+                sandbox_config: Some(pcfg.clone()),
+            })
             .await
             .unwrap_or_else(|e| panic!("CreateContainer: {e:?}\n{}", self.daemon.log()))
             .into_inner()
@@ -162,7 +178,10 @@ impl Node {
     }
 
     pub async fn start_container(&mut self, id: &str) {
-        self.rt.start_container(cri::StartContainerRequest { container_id: id.into() }).await.unwrap_or_else(|e| panic!("StartContainer: {e:?}\n{}", self.daemon.log()));
+        self.rt
+            .start_container(cri::StartContainerRequest { container_id: id.into() })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer: {e:?}\n{}", self.daemon.log()));
     }
 
     /// Create and start; returns the id.
@@ -173,7 +192,13 @@ impl Node {
     }
 
     pub async fn status(&mut self, id: &str) -> cri::ContainerStatus {
-        self.rt.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false }).await.unwrap().into_inner().status.unwrap()
+        self.rt
+            .container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
     }
 
     /// Wait (bounded) for a container to exit; returns its status.
@@ -200,13 +225,15 @@ impl Node {
     async fn cleanup(&mut self) -> Vec<String> {
         let mut left = vec![];
         if self.daemon.proc.is_some() {
-            let pods = self.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await.map(|r| r.into_inner().items).unwrap_or_default();
+            let pods =
+                self.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await.map(|r| r.into_inner().items).unwrap_or_default();
             for p in pods {
                 if let Err(e) = self.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: p.id.clone() }).await {
                     left.push(format!("RemovePodSandbox {}: {e:?}", p.id));
                 }
             }
-            let c = self.rt.list_containers(cri::ListContainersRequest::default()).await.map(|r| r.into_inner().containers).unwrap_or_default();
+            let c =
+                self.rt.list_containers(cri::ListContainersRequest::default()).await.map(|r| r.into_inner().containers).unwrap_or_default();
             if !c.is_empty() {
                 left.push(format!("{} containers listed after every pod was removed", c.len()));
             }
@@ -214,7 +241,8 @@ impl Node {
         }
         let dir = self.env.dir.path().display().to_string();
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<String> = mi.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)).map(String::from).collect();
+        let mut mounts: Vec<String> =
+            mi.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)).map(String::from).collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             left.push(format!("mount left: {m}"));
@@ -226,7 +254,11 @@ impl Node {
         }
         // portmap never removes its top-level chains; the rest must be gone already.
         let now = crate::network::iptables_rules();
-        let pods_left: Vec<_> = now.iter().filter(|r| !self.rules_before.contains(r) && !r.contains("CNI-HOSTPORT-") && !r.contains("-N CNI-")).cloned().collect();
+        let pods_left: Vec<_> = now
+            .iter()
+            .filter(|r| !self.rules_before.contains(r) && !r.contains("CNI-HOSTPORT-") && !r.contains("-N CNI-"))
+            .cloned()
+            .collect();
         left.extend(pods_left.into_iter().map(|r| format!("iptables rule left: {r}")));
         crate::network::remove_added_rules(&self.rules_before);
         // The bridge is the test's (the plugin never deletes one).

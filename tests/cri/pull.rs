@@ -41,9 +41,7 @@ pub fn test_image(layout: &mut Layout, tag: &str) -> Built {
 }
 
 async fn pull(img: &mut ImageServiceClient<Channel>, image: &str, auth: Option<cri::AuthConfig>) -> Result<String, tonic::Status> {
-    img.pull_image(cri::PullImageRequest { image: image_spec(image), auth, sandbox_config: None })
-        .await
-        .map(|r| r.into_inner().image_ref)
+    img.pull_image(cri::PullImageRequest { image: image_spec(image), auth, sandbox_config: None }).await.map(|r| r.into_inner().image_ref)
 }
 
 async fn list(img: &mut ImageServiceClient<Channel>) -> Vec<cri::Image> {
@@ -92,7 +90,11 @@ async fn pull_by_tag_and_digest_status_rootfs_remove() {
         let st = img.image_status(cri::ImageStatusRequest { image: image_spec(&r), verbose: false }).await.unwrap().into_inner();
         assert_eq!(st.image.unwrap().id, id, "lookup by {r}");
     }
-    let st = img.image_status(cri::ImageStatusRequest { image: image_spec(&format!("{addr}/test/none:v1")), verbose: false }).await.unwrap().into_inner();
+    let st = img
+        .image_status(cri::ImageStatusRequest { image: image_spec(&format!("{addr}/test/none:v1")), verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(st.image.is_none());
 
     // Layers are stored unpacked with overlay whiteouts.
@@ -322,9 +324,7 @@ async fn killed_mid_pull_leaves_no_partial_image() {
     let reg = Registry::start(None);
     let mut layout = Layout::new();
     // Bigger layers so the kill lands during the transfer/unpack.
-    let big: Vec<Entry> = (0..8)
-        .map(|i| Entry::Mode(["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"][i], busybox(), 0o755))
-        .collect();
+    let big: Vec<Entry> = (0..8).map(|i| Entry::Mode(["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"][i], busybox(), 0o755)).collect();
     let l1 = layer_tar(&big);
     let built = layout.add_image(&[(l1.clone(), Comp::Gzip), (l1, Comp::Zstd)], "v1");
     reg.push(layout.path(), "v1", "test/big", None);

@@ -5,7 +5,9 @@ use crate::common::{clients, Env};
 use k8s_cri::v1 as cri;
 
 fn update(cidr: &str) -> cri::UpdateRuntimeConfigRequest {
-    cri::UpdateRuntimeConfigRequest { runtime_config: Some(cri::RuntimeConfig { network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }) }) }
+    cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig { network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }) }),
+    }
 }
 
 fn network_ready(s: &cri::StatusResponse) -> &cri::RuntimeCondition {

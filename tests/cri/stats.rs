@@ -83,12 +83,21 @@ async fn stats_follow_the_containers_and_the_pod() {
     assert!(listed(&mut n, none).await.is_empty());
 
     // Pod stats: traffic from the pod shows on its interface.
-    let gw = n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap().into_inner();
+    let gw =
+        n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap().into_inner();
     let ip = gw.status.unwrap().network.unwrap().ip;
     let gateway = format!("{}.1", ip.rsplit_once('.').unwrap().0);
-    let before = n.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() }).await.unwrap().into_inner().stats.unwrap();
+    let before =
+        n.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() }).await.unwrap().into_inner().stats.unwrap();
     let tx_before = v(&before.linux.as_ref().unwrap().network.as_ref().unwrap().default_interface.as_ref().unwrap().tx_bytes);
-    let _ = n.rt.exec_sync(cri::ExecSyncRequest { container_id: busy.clone(), cmd: vec!["sh".into(), "-c".into(), format!("echo x | nc -w 1 {gateway} 9")], timeout: 10 }).await.unwrap();
+    let _ =
+        n.rt.exec_sync(cri::ExecSyncRequest {
+            container_id: busy.clone(),
+            cmd: vec!["sh".into(), "-c".into(), format!("echo x | nc -w 1 {gateway} 9")],
+            timeout: 10,
+        })
+        .await
+        .unwrap();
     let p = n.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() }).await.unwrap().into_inner().stats.unwrap();
     assert_eq!(p.attributes.as_ref().unwrap().id, pod);
     let l = p.linux.unwrap();
@@ -106,7 +115,14 @@ async fn stats_follow_the_containers_and_the_pod() {
     let all = n.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: None }).await.unwrap().into_inner().stats;
     assert_eq!(all.len(), 1);
     let other = cri::PodSandboxStatsFilter { label_selector: HashMap::from([("x".into(), "y".into())]), ..Default::default() };
-    assert!(n.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: Some(other) }).await.unwrap().into_inner().stats.is_empty());
+    assert!(n
+        .rt
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: Some(other) })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .is_empty());
 
     // Bad ids.
     let unknown = "0".repeat(64);

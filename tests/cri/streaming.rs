@@ -88,7 +88,8 @@ async fn streaming_with_crictl_over_both_transports() {
         assert!(code != 0 && err.contains("exit code 3"), "{transport}: exit code: {code} {out} {err}");
         assert!(out.contains("out") && err.contains("err"), "{transport}: {out:?} {err:?}");
         // attach: the container's output as it comes; crictl stays until killed.
-        let mut a = crictl_cmd(&n, &["attach", "--transport", transport, &ctr]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut a =
+            crictl_cmd(&n, &["attach", "--transport", transport, &ctr]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(Duration::from_secs(3));
         let _ = a.kill();
         let o = a.wait_with_output().unwrap();
@@ -97,7 +98,8 @@ async fn streaming_with_crictl_over_both_transports() {
         port_forward_round_trip(&n, &pod, 7777, transport);
         // exec -it on a terminal (script(1) gives crictl one).
         let ep = format!("unix://{}", n.daemon.socket.display());
-        let line = format!("{} --runtime-endpoint {ep} exec -it --transport {transport} {ctr} sh -c 'test -t 0 && echo tty-ok'", crictl.display());
+        let line =
+            format!("{} --runtime-endpoint {ep} exec -it --transport {transport} {ctr} sh -c 'test -t 0 && echo tty-ok'", crictl.display());
         let o = Command::new("script").args(["-qec", &line, "/dev/null"]).env("HOME", n.env.p("")).stdin(Stdio::null()).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("tty-ok"), "{transport}: exec -it: {out:?} {}", String::from_utf8_lossy(&o.stderr));
@@ -331,7 +333,10 @@ async fn streaming_spdy_client_of_our_own() {
     let url = exec_url(&mut n, exec_req(&ctr, &["sh", "-c", "cat; exit 3"], true, false)).await;
     let out = tokio::task::spawn_blocking(move || {
         let (mut c, head) = crate::spdy_client::Client::connect(&url, "v4.channel.k8s.io");
-        assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io"),
+            "{head}"
+        );
         c.syn_stream(1, &[("streamtype", "error")]);
         c.syn_stream(3, &[("streamtype", "stdin")]);
         c.syn_stream(5, &[("streamtype", "stdout")]);
@@ -375,7 +380,11 @@ async fn streaming_over_tls_with_a_configured_certificate() {
         .expect("openssl");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::create_dir_all(n.env.p("conf.d")).unwrap();
-    std::fs::write(n.env.p("conf.d/50-tls.conf"), format!("[streaming]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display())).unwrap();
+    std::fs::write(
+        n.env.p("conf.d/50-tls.conf"),
+        format!("[streaming]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()),
+    )
+    .unwrap();
     n.restart().await;
     let (_pod, ctr) = start_pod(&mut n, "stream-tls", false).await;
     let url = exec_url(&mut n, exec_req(&ctr, &["true"], false, false)).await;

@@ -40,7 +40,11 @@ async fn merge_and_strict_give_the_process_the_groups_status_reports() {
     // An unknown policy value is refused.
     let mut c = Node::container_config("bad", &["true"]);
     c.linux.as_mut().unwrap().security_context.as_mut().unwrap().supplemental_groups_policy = 7;
-    let e = n.rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(c), sandbox_config: Some(pcfg.clone()) }).await.unwrap_err();
+    let e = n
+        .rt
+        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(c), sandbox_config: Some(pcfg.clone()) })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     n.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
 }

@@ -68,8 +68,14 @@ async fn allocated_blocks_are_disjoint_freed_and_survive_a_restart() {
     let pod_userns = |n: &Node, name: &str| with_userns(n.pod_config(name, false), userns(cri::NamespaceMode::Pod, vec![]));
     if !handler_can(&mut n).await {
         // Only a handler without id-mapped mounts or a kernel before 6.15 may say no.
-        assert!(berth_tests::runtime::runtime_path().display().to_string().contains("runc") || !kernel_can(), "berth on this kernel must announce user_namespaces");
-        let e = n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_userns(&n, "refused")), runtime_handler: String::new() }).await.unwrap_err();
+        assert!(
+            berth_tests::runtime::runtime_path().display().to_string().contains("runc") || !kernel_can(),
+            "berth on this kernel must announce user_namespaces"
+        );
+        let e =
+            n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_userns(&n, "refused")), runtime_handler: String::new() })
+                .await
+                .unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         return;
     }
@@ -93,7 +99,13 @@ async fn allocated_blocks_are_disjoint_freed_and_survive_a_restart() {
     hosts.sort();
     assert_eq!(hosts, [FIRST, FIRST + 65536], "two blocks, disjoint, from the configured range");
     // PodSandboxStatus reports the block the pod got.
-    let st = n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap();
+    let st =
+        n.rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
     let u = st.linux.and_then(|l| l.namespaces).and_then(|n| n.options).and_then(|o| o.userns_options).expect("userns_options");
     assert_eq!((u.mode, u.uids[0].host_id, u.gids[0].host_id, u.uids[0].length), (cri::NamespaceMode::Pod as i32, ma.1, ma.1, 65536));
     // The volume is id-mapped: what the pods' root wrote is the host's root's.
@@ -102,7 +114,10 @@ async fn allocated_blocks_are_disjoint_freed_and_survive_a_restart() {
         assert_eq!((md.uid(), md.gid()), (0, 0), "{f}");
     }
     // The range holds two pods: a third is refused.
-    let e = n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_userns(&n, "uc")), runtime_handler: String::new() }).await.unwrap_err();
+    let e =
+        n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_userns(&n, "uc")), runtime_handler: String::new() })
+            .await
+            .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     // Removing a pod frees its block.
     n.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: a.clone() }).await.unwrap();
@@ -112,7 +127,10 @@ async fn allocated_blocks_are_disjoint_freed_and_survive_a_restart() {
     assert_eq!(uid_map(&out_c).1, ma.1, "the freed block is given again");
     // After a kill -9 restart both blocks are still known to be in use.
     n.restart().await;
-    let e = n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_userns(&n, "ud")), runtime_handler: String::new() }).await.unwrap_err();
+    let e =
+        n.rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_userns(&n, "ud")), runtime_handler: String::new() })
+            .await
+            .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     n.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: b.clone() }).await.unwrap();
     let pd = pod_userns(&n, "ud");
@@ -150,7 +168,8 @@ async fn kubelet_mappings_and_the_refusals_critest_checks() {
     let p = with_userns(n.pod_config("given", false), userns(cri::NamespaceMode::Pod, vec![m(0, 1000, 100000)]));
     let pod = n.run_pod(&p).await;
     let mut c = Node::container_config("given", &["cat", "/proc/self/uid_map"]);
-    c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = p.linux.as_ref().unwrap().security_context.as_ref().unwrap().namespace_options.clone();
+    c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options =
+        p.linux.as_ref().unwrap().security_context.as_ref().unwrap().namespace_options.clone();
     let id = n.run(&pod, &p, c).await;
     let s = n.wait_exited(&id, Duration::from_secs(30)).await;
     assert_eq!(s.exit_code, 0, "{s:?}");
@@ -158,10 +177,17 @@ async fn kubelet_mappings_and_the_refusals_critest_checks() {
     let v: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(v, ["0", "1000", "100000"], "{out:?}");
     // A container may not leave or change its pod's user namespace.
-    for (what, u) in [("NODE", userns(cri::NamespaceMode::Node, vec![])), ("another mapping", userns(cri::NamespaceMode::Pod, vec![m(0, 5000, 100000)]))] {
+    for (what, u) in
+        [("NODE", userns(cri::NamespaceMode::Node, vec![])), ("another mapping", userns(cri::NamespaceMode::Pod, vec![m(0, 5000, 100000)]))]
+    {
         let mut c = Node::container_config("other", &["true"]);
-        c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(cri::NamespaceOption { userns_options: Some(u), ..Default::default() });
-        let e = n.rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(c), sandbox_config: Some(p.clone()) }).await.unwrap_err();
+        c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options =
+            Some(cri::NamespaceOption { userns_options: Some(u), ..Default::default() });
+        let e = n
+            .rt
+            .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(c), sandbox_config: Some(p.clone()) })
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{what}: {e:?}");
     }
     n.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();

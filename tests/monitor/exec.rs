@@ -19,14 +19,33 @@ fn exec_monitor(m: &Monitor, rt: &Runtime, b: &Bundle, session: &str, args: &[&s
     let mut e = Monitor::new(rt, b, &m.cid);
     e.root = m.root.clone();
     let spec = e.path("process.json");
-    fs::write(&spec, json!({"args": args, "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}, "terminal": false}).to_string()).unwrap();
+    fs::write(&spec, json!({"args": args, "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}, "terminal": false}).to_string())
+        .unwrap();
     let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
     let a = vec![
-        "--api-version".into(), "1".into(), "-c".into(), m.cid.clone(), "-u".into(), session.into(),
-        "-r".into(), s(e.runtime.clone()), "-p".into(), s(e.path("exec.pid")), "-P".into(), s(e.path("monitor.pid")),
-        "--exit-dir".into(), s(e.path("exits")), "-l".into(), format!("k8s-file:{}", e.log_path().display()),
-        "--runtime-arg".into(), "--root".into(), "--runtime-arg".into(), s(m.root.clone()),
-        "-e".into(), "--exec-process-spec".into(), s(spec),
+        "--api-version".into(),
+        "1".into(),
+        "-c".into(),
+        m.cid.clone(),
+        "-u".into(),
+        session.into(),
+        "-r".into(),
+        s(e.runtime.clone()),
+        "-p".into(),
+        s(e.path("exec.pid")),
+        "-P".into(),
+        s(e.path("monitor.pid")),
+        "--exit-dir".into(),
+        s(e.path("exits")),
+        "-l".into(),
+        format!("k8s-file:{}", e.log_path().display()),
+        "--runtime-arg".into(),
+        "--root".into(),
+        "--runtime-arg".into(),
+        s(m.root.clone()),
+        "-e".into(),
+        "--exec-process-spec".into(),
+        s(spec),
     ];
     (e, a)
 }
@@ -67,7 +86,11 @@ fn exec_sync_is_killed_at_the_timeout() {
     assert_eq!(st["message"], "command timed out");
     assert!(begun.elapsed() < Duration::from_secs(10), "killed at the timeout, not at the end of the sleep");
     assert!(e.wait_exit(T));
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true), "the exec process is gone");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true),
+        "the exec process is gone"
+    );
     assert_eq!(stream_bytes(&e.records(), "stdout"), b"started\n");
     drop(m);
 }
@@ -79,7 +102,14 @@ fn attached_exec_waits_for_its_client() {
     let sdir = e.bundle.join("exec-sess3");
     fs::create_dir_all(&sdir).unwrap();
     e.bundle = sdir.clone();
-    a.extend(["-b".into(), sdir.to_string_lossy().into_owned(), "--full-attach".into(), "--exec-attach".into(), "-l".into(), "none".into()]);
+    a.extend([
+        "-b".into(),
+        sdir.to_string_lossy().into_owned(),
+        "--full-attach".into(),
+        "--exec-attach".into(),
+        "-l".into(),
+        "none".into(),
+    ]);
     let o = e.launch(&a);
     assert!(o.success(), "{}", o.describe());
     let ready = recv_msg(e.attach_pipe.as_ref().unwrap(), T).expect("attach pipe message");

@@ -60,7 +60,11 @@ fn podman_attach_and_exec() {
     let (status, timed_out) = wait_child(&mut child, T);
     assert!(!timed_out, "podman attach did not end");
     let seen = std::fs::read_to_string(&out).unwrap();
-    assert!(seen.contains("got-hello") && seen.contains("got-quit"), "{seen:?} {}", std::fs::read_to_string(pm.dir().join("attach-err")).unwrap_or_default());
+    assert!(
+        seen.contains("got-hello") && seen.contains("got-quit"),
+        "{seen:?} {}",
+        std::fs::read_to_string(pm.dir().join("attach-err")).unwrap_or_default()
+    );
     assert!(status.success(), "podman attach ends when the container does: {seen:?}");
     assert_eq!(pm.wait("talk"), 6, "the exit code the monitor recorded");
     pm.ok(&["rm", "talk"]);

@@ -21,10 +21,7 @@ fn wait_procs(b: &Bundle, n: usize) -> Vec<i32> {
 fn wait_no_procs(b: &Bundle) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let p: Vec<i32> = processes_in(&b.rootfs())
-            .into_iter()
-            .filter(|p| !read(format!("/proc/{p}/stat")).contains(") Z "))
-            .collect();
+        let p: Vec<i32> = processes_in(&b.rootfs()).into_iter().filter(|p| !read(format!("/proc/{p}/stat")).contains(") Z ")).collect();
         if p.is_empty() || Instant::now() > deadline {
             return p;
         }
@@ -101,7 +98,10 @@ fn host_pid_namespace_kill_all() {
 #[test]
 fn unappliable_memory_limit_fails() {
     let (mut b, rt, id) = setup!("cg_memory");
-    if rt.skip_runc("unappliable_memory_limit_fails", "runc 1.1 applies memory limits through the cgroup v1 memory controller on this hybrid host") {
+    if rt.skip_runc(
+        "unappliable_memory_limit_fails",
+        "runc 1.1 applies memory limits through the cgroup v1 memory controller on this hybrid host",
+    ) {
         return;
     }
     b.set("/linux/resources/memory", json!({"limit": 64 << 20}));

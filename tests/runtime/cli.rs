@@ -226,11 +226,8 @@ fn preserve_fds_passes_only_preserved() {
     assert_eq!(field(&out, "fd4"), Some("no"), "fd 4 (not preserved) must not reach the container: {out}");
     // From the host: the running process has exactly 0 1 2 3.
     std::thread::sleep(Duration::from_millis(100));
-    let mut fds: Vec<i32> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
-        .collect();
+    let mut fds: Vec<i32> =
+        fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten().filter_map(|e| e.file_name().to_string_lossy().parse().ok()).collect();
     fds.sort();
     assert_eq!(fds, vec![0, 1, 2, 3], "fds of the container process");
     rt.delete_force(&id).ok();
@@ -341,7 +338,10 @@ fn delete_running_refused_without_force() {
     assert_eq!(rt.status(&id).as_deref(), Some("running"), "refused delete leaves it running");
     rt.delete_force(&id).ok();
     rt.state_out(&id).fails();
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || read(format!("/proc/{pid}/stat")).contains(") Z"), "init {pid} is gone");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || read(format!("/proc/{pid}/stat")).contains(") Z"),
+        "init {pid} is gone"
+    );
     rt.assert_nothing_left(&id, &b);
 }
 

@@ -95,8 +95,11 @@ fn refused_uid_map_fails_at_the_write() {
     o.fails_mentioning(&["uid_map"]);
     if rt.is_berth() {
         assert!(o.stderr.contains("4294967295"), "the refused map is named: {}", o.stderr);
-        assert!(o.stderr.contains("Invalid argument") && o.stderr.matches("Invalid argument").count() == 1,
-            "the kernel's reason, once: {}", o.stderr);
+        assert!(
+            o.stderr.contains("Invalid argument") && o.stderr.matches("Invalid argument").count() == 1,
+            "the kernel's reason, once: {}",
+            o.stderr
+        );
     }
     rt.assert_nothing_left(&id, &b);
 }

@@ -120,9 +120,8 @@ fn containerd_task_ps() {
     let ps = ctd.ok(&["tasks", "ps", &id]);
     let pids: Vec<i32> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
     assert!(pids.contains(&pid), "tasks ps lists the init {pid}: {ps}");
-    let sleeper = pids.iter().copied().find(|p| {
-        std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with("sleep\0300"))
-    });
+    let sleeper =
+        pids.iter().copied().find(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with("sleep\0300")));
     assert!(sleeper.is_some(), "tasks ps lists the exec'd sleep: {ps}");
     for p in &pids {
         let ns = std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();

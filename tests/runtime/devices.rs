@@ -21,13 +21,20 @@ fn device_bundle(b: &mut Bundle) {
 
 #[test]
 fn denied_device_cannot_be_opened_allowed_can() {
-    let out = sh_output("dev_rules", |b| {
-        device_bundle(b);
-        b.set("/linux/resources/devices", json!([
-            {"allow": false, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}
-        ]));
-    }, &format!("{}{}{}", probe("fuse", "c", 10, 229), probe("loopctl", "c", 10, 237), probe("null", "c", 1, 3)));
+    let out = sh_output(
+        "dev_rules",
+        |b| {
+            device_bundle(b);
+            b.set(
+                "/linux/resources/devices",
+                json!([
+                    {"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}
+                ]),
+            );
+        },
+        &format!("{}{}{}", probe("fuse", "c", 10, 229), probe("loopctl", "c", 10, 237), probe("null", "c", 1, 3)),
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0..2], ["fuse-made", "fuse-open"], "allowed by the spec's rule: {out}");
     assert_eq!(lines[2], "loopctl-made", "mknod stays allowed (runc's defaults): {out}");
@@ -44,17 +51,24 @@ fn no_device_rules_allow_only_the_defaults() {
 
 #[test]
 fn allow_all_rule_allows_any_device() {
-    let out = sh_output("dev_allow_all", |b| {
-        device_bundle(b);
-        b.set("/linux/resources/devices", json!([{"allow": true, "access": "rwm"}]));
-    }, &probe("fuse", "c", 10, 229));
+    let out = sh_output(
+        "dev_allow_all",
+        |b| {
+            device_bundle(b);
+            b.set("/linux/resources/devices", json!([{"allow": true, "access": "rwm"}]));
+        },
+        &probe("fuse", "c", 10, 229),
+    );
     assert!(out.contains("fuse-open"), "{out}");
 }
 
 #[test]
 fn bad_device_rule_is_refused() {
     let (mut b, rt, id) = setup!("dev_bad");
-    if rt.skip_runc("bad_device_rule_is_refused", "runc 1.1 hands the access string to the v1 devices controller unchecked (it accepts \"rwx\")") {
+    if rt.skip_runc(
+        "bad_device_rule_is_refused",
+        "runc 1.1 hands the access string to the v1 devices controller unchecked (it accepts \"rwx\")",
+    ) {
         return;
     }
     b.set("/linux/resources/devices", json!([{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwx"}]));

@@ -32,8 +32,28 @@ fn exec(rt: &Runtime, id: &str, args: &[&str]) -> Out {
 #[test]
 fn exec_env_cwd_user_groups() {
     let (_b, rt, id) = running("exec_identity", |_| {});
-    let o = exec(&rt, &id, &["-e", "FOO=bar", "-e", "PATH=/bin:/sbin", "--cwd", "/tmp", "-u", "1000:1001", "-g", "5", "-g", "6",
-        "--", "sh", "-c", "echo foo=$FOO; echo path=$PATH; echo cwd=$(pwd); echo uid=$(id -u) gid=$(id -g); echo groups=$(id -G)"]);
+    let o = exec(
+        &rt,
+        &id,
+        &[
+            "-e",
+            "FOO=bar",
+            "-e",
+            "PATH=/bin:/sbin",
+            "--cwd",
+            "/tmp",
+            "-u",
+            "1000:1001",
+            "-g",
+            "5",
+            "-g",
+            "6",
+            "--",
+            "sh",
+            "-c",
+            "echo foo=$FOO; echo path=$PATH; echo cwd=$(pwd); echo uid=$(id -u) gid=$(id -g); echo groups=$(id -G)",
+        ],
+    );
     o.ok();
     assert_eq!(field(&o.stdout, "foo"), Some("bar"), "{}", o.stdout);
     assert_eq!(field(&o.stdout, "path"), Some("/bin:/sbin"), "--env replaces the container's PATH: {}", o.stdout);
@@ -93,10 +113,15 @@ fn exec_caps_and_no_new_privs() {
 fn exec_process_file() {
     let (b, rt, id) = running("exec_process", |_| {});
     let p = b.dir().join("process.json");
-    std::fs::write(&p, serde_json::to_vec(&json!({
-        "terminal": false, "user": {"uid": 2, "gid": 3}, "args": ["sh", "-c", "echo from-file uid=$(id -u) gid=$(id -g) x=$X"],
-        "env": ["PATH=/bin", "X=y"], "cwd": "/"
-    })).unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        serde_json::to_vec(&json!({
+            "terminal": false, "user": {"uid": 2, "gid": 3}, "args": ["sh", "-c", "echo from-file uid=$(id -u) gid=$(id -g) x=$X"],
+            "env": ["PATH=/bin", "X=y"], "cwd": "/"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     let o = exec(&rt, &id, &["--process", p.to_str().unwrap()]);
     o.ok();
     assert!(o.stdout.contains("from-file uid=2 gid=3 x=y"), "{}", o.stdout);
@@ -109,8 +134,23 @@ fn exec_tty_via_console_socket() {
     let (b, rt, id) = running("exec_tty", |_| {});
     let sock = ConsoleSocket::listen(&rt.scratch().join("exec-console.sock"));
     let pidfile = b.dir().join("tty.pid");
-    exec(&rt, &id, &["--tty", "--console-socket", &sock.path_str(), "-d", "--pid-file", pidfile.to_str().unwrap(),
-        "--", "sh", "-c", "test -t 0 && echo tty-yes; read x; echo got:$x"]).ok();
+    exec(
+        &rt,
+        &id,
+        &[
+            "--tty",
+            "--console-socket",
+            &sock.path_str(),
+            "-d",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "test -t 0 && echo tty-yes; read x; echo got:$x",
+        ],
+    )
+    .ok();
     let mut m = sock.master(Duration::from_secs(10)).expect("pty master over the console socket");
     let seen = m.read_until("tty-yes", Duration::from_secs(10));
     assert!(seen.contains("tty-yes"), "exec'd process has a terminal: {seen:?}");
@@ -134,8 +174,10 @@ fn exec_refused_in_paused_container_unless_ignore_paused() {
     rt.exec(&["pause", &id]).ok();
     assert!(rt.wait_status(&id, "paused", Duration::from_secs(10)));
     exec(&rt, &id, &["--", "true"]).fails_mentioning(&["paused"]);
-    if rt.skip_runc("exec_refused_in_paused_container_unless_ignore_paused",
-        "runc 1.1's exec --ignore-paused -d waits for the frozen process to exec, so it hangs until resume") {
+    if rt.skip_runc(
+        "exec_refused_in_paused_container_unless_ignore_paused",
+        "runc 1.1's exec --ignore-paused -d waits for the frozen process to exec, so it hangs until resume",
+    ) {
         return;
     }
     // With --ignore-paused the process is set up, joins the frozen cgroup, and runs on resume.
@@ -243,11 +285,14 @@ fn exec_leaks_no_host_fd_or_cwd() {
 #[test]
 fn exec_gets_the_container_seccomp_profile() {
     let (_b, rt, id) = running("exec_seccomp", |b| {
-        b.set("/linux/seccomp", json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
-        }));
+        b.set(
+            "/linux/seccomp",
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            }),
+        );
     });
     let o = exec(&rt, &id, &["--", "sh", "-c", "mkdir /tmp/blocked 2>&1; echo rc=$?"]);
     o.ok();

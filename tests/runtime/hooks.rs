@@ -33,7 +33,10 @@ fn all_hooks_run_in_order_with_state() {
     for k in ["prestart", "createRuntime", "createContainer"] {
         pos(&after_create, k);
     }
-    assert!(!after_create.iter().any(|l| l == "startContainer" || l == "user-process"), "only create-time hooks ran before start: {after_create:?}");
+    assert!(
+        !after_create.iter().any(|l| l == "startContainer" || l == "user-process"),
+        "only create-time hooks ran before start: {after_create:?}"
+    );
     if after_create.iter().any(|l| l == "poststart") {
         // runc 1.1 runs poststart hooks at the end of `create` (a known runc deviation).
         assert!(rt.is_runc(), "poststart must run after start, not on create: {after_create:?}");
@@ -48,7 +51,12 @@ fn all_hooks_run_in_order_with_state() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let after_start = lines(&log);
-    let (cc, sc, ps, up) = (pos(&after_start, "createContainer"), pos(&after_start, "startContainer"), pos(&after_start, "poststart"), pos(&after_start, "user-process"));
+    let (cc, sc, ps, up) = (
+        pos(&after_start, "createContainer"),
+        pos(&after_start, "startContainer"),
+        pos(&after_start, "poststart"),
+        pos(&after_start, "user-process"),
+    );
     assert!(cc < sc && cc < ps && sc < up, "createContainer < startContainer < user process, poststart after create: {after_start:?}");
     assert!(!after_start.iter().any(|l| l == "poststop"));
     rt.delete(&id).ok();
@@ -64,7 +72,10 @@ fn all_hooks_run_in_order_with_state() {
         } else if kind != "poststop" {
             assert_eq!(v["pid"].as_i64(), Some(pid as i64), "{kind} state pid: {v}");
         }
-        assert!(v["bundle"].as_str().is_some_and(|p| p.contains(&b.dir_str()) || fs::canonicalize(p).ok() == fs::canonicalize(b.dir()).ok()), "{kind} state bundle: {v}");
+        assert!(
+            v["bundle"].as_str().is_some_and(|p| p.contains(&b.dir_str()) || fs::canonicalize(p).ok() == fs::canonicalize(b.dir()).ok()),
+            "{kind} state bundle: {v}"
+        );
     }
 }
 
@@ -72,11 +83,14 @@ fn all_hooks_run_in_order_with_state() {
 fn hook_args_and_env_honoured() {
     let (mut b, rt, id) = setup!("hooks_args");
     let out = b.dir().join("hook.out");
-    b.add_hook("createRuntime", json!({
-        "path": "/bin/busybox",
-        "args": ["sh", "-c", format!("echo \"$0|$1|$FOO|$PATH\" > {}", out.display()), "arg0x", "arg1x"],
-        "env": ["FOO=foo-value", "PATH=/hookpath"]
-    }));
+    b.add_hook(
+        "createRuntime",
+        json!({
+            "path": "/bin/busybox",
+            "args": ["sh", "-c", format!("echo \"$0|$1|$FOO|$PATH\" > {}", out.display()), "arg0x", "arg1x"],
+            "env": ["FOO=foo-value", "PATH=/hookpath"]
+        }),
+    );
     b.args(&["true"]);
     rt.run(&id, &b).ok();
     assert_eq!(read(&out).trim(), "arg0x|arg1x|foo-value|/hookpath", "hook args/env");
@@ -88,7 +102,10 @@ fn hook_timeout_kills_and_fails_create() {
     // `exec sleep`: one process, so the kill of the hook cannot leave a grandchild holding
     // the hook's output pipe (runc then waits for that pipe).
     let pidfile = b.dir().join("hook.pid");
-    b.add_hook("createRuntime", json!({"path": "/bin/busybox", "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 20", pidfile.display())], "timeout": 1}));
+    b.add_hook(
+        "createRuntime",
+        json!({"path": "/bin/busybox", "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 20", pidfile.display())], "timeout": 1}),
+    );
     b.args(&["true"]);
     let t = Instant::now();
     let o = rt.create(&id, &b);

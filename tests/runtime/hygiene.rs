@@ -27,7 +27,9 @@ fn only_stdio_reaches_container() {
     let mut fds: Vec<(i32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .flatten()
-        .map(|e| (e.file_name().to_string_lossy().parse().unwrap(), fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default()))
+        .map(|e| {
+            (e.file_name().to_string_lossy().parse().unwrap(), fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default())
+        })
         .collect();
     fds.sort();
     let nums: Vec<i32> = fds.iter().map(|f| f.0).collect();

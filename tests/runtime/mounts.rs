@@ -78,9 +78,15 @@ fn bind_mount_file() {
 
 #[test]
 fn tmpfs_size_and_mode() {
-    let out = sh_output("tmpfs", |b| {
-        b.add_mount(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=1750"]}));
-    }, "stat -c mode=%a /scratch; grep ' /scratch ' /proc/self/mounts; echo x > /scratch/f && echo w=ok");
+    let out = sh_output(
+        "tmpfs",
+        |b| {
+            b.add_mount(
+                json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=1750"]}),
+            );
+        },
+        "stat -c mode=%a /scratch; grep ' /scratch ' /proc/self/mounts; echo x > /scratch/f && echo w=ok",
+    );
     assert_eq!(field(&out, "mode"), Some("1750"), "{out}");
     let line = out.lines().find(|l| l.contains(" /scratch ")).unwrap_or_else(|| panic!("tmpfs mounted: {out}"));
     assert!(line.starts_with("tmpfs /scratch tmpfs") && line.contains("size=1024k") && line.contains("nosuid"), "{line}");
@@ -90,9 +96,14 @@ fn tmpfs_size_and_mode() {
 #[test]
 fn default_filesystems_mounted() {
     let out = sh_output("fstypes", |_| {}, "cat /proc/self/mounts");
-    for (dest, ty) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue")] {
+    for (dest, ty) in
+        [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue")]
+    {
         assert!(
-            out.lines().any(|l| { let f: Vec<&str> = l.split(' ').collect(); f.len() > 3 && f[1] == dest && f[2] == ty }),
+            out.lines().any(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                f.len() > 3 && f[1] == dest && f[2] == ty
+            }),
             "{ty} at {dest}: {out}"
         );
     }
@@ -104,7 +115,9 @@ fn default_filesystems_mounted() {
 fn cgroup2_mount() {
     let (mut b, rt, id) = setup!("cgroup2_mount");
     b.add_namespace("cgroup", None);
-    b.add_mount(json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}));
+    b.add_mount(
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    );
     b.sh("grep ' /sys/fs/cgroup ' /proc/self/mounts; ls /sys/fs/cgroup");
     let o = rt.run(&id, &b);
     o.ok();
@@ -114,9 +127,13 @@ fn cgroup2_mount() {
 
 #[test]
 fn cgroup_mount_type_cgroup() {
-    let out = sh_output("cgroup_mount", |b| {
-        b.add_mount(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
-    }, "grep /sys/fs/cgroup /proc/self/mounts");
+    let out = sh_output(
+        "cgroup_mount",
+        |b| {
+            b.add_mount(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+        },
+        "grep /sys/fs/cgroup /proc/self/mounts",
+    );
     assert!(
         out.lines().any(|l| l.contains(" /sys/fs/cgroup") && (l.contains(" cgroup ") || l.contains(" cgroup2 ") || l.contains(" tmpfs "))),
         "a cgroup file system at /sys/fs/cgroup: {out}"
@@ -132,7 +149,13 @@ fn mount_propagation_flags() {
     b.sh("grep -E ' /(shared|private) ' /proc/self/mountinfo");
     let o = rt.run(&id, &b);
     o.ok();
-    let line = |m: &str| o.stdout.lines().find(|l| l.split(' ').nth(4) == Some(m)).map(|s| s.to_string()).unwrap_or_else(|| panic!("{m} in mountinfo: {}", o.stdout));
+    let line = |m: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(m))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| panic!("{m} in mountinfo: {}", o.stdout))
+    };
     assert!(line("/shared").contains("shared:"), "rshared mount is shared: {}", o.stdout);
     assert!(!line("/private").contains("shared:") && !line("/private").contains("master:"), "rprivate mount is private: {}", o.stdout);
 }
@@ -175,12 +198,16 @@ fn readonly_paths() {
 
 #[test]
 fn default_dev_entries() {
-    let out = sh_output("dev_defaults", |_| {}, "for d in null zero full random urandom tty; do test -c /dev/$d && echo $d=char || echo $d=missing; done; \
+    let out = sh_output(
+        "dev_defaults",
+        |_| {},
+        "for d in null zero full random urandom tty; do test -c /dev/$d && echo $d=char || echo $d=missing; done; \
          echo ptmx=$(readlink /dev/ptmx); \
          for l in fd stdin stdout stderr; do echo $l=$(readlink /dev/$l); done; \
          test -d /dev/shm && echo shm=dir; \
          echo null=$(stat -c %t:%T /dev/null) zero=$(stat -c %t:%T /dev/zero); \
-         echo -n abc > /dev/null && echo write-null=ok; echo zero-bytes=$(head -c 5 /dev/zero | wc -c)");
+         echo -n abc > /dev/null && echo write-null=ok; echo zero-bytes=$(head -c 5 /dev/zero | wc -c)",
+    );
     for d in ["zero", "full", "random", "urandom", "tty"] {
         assert_eq!(field(&out, d), Some("char"), "/dev/{d} is a char device: {out}");
     }
@@ -198,13 +225,20 @@ fn default_dev_entries() {
 
 #[test]
 fn spec_devices_are_created() {
-    let out = sh_output("devices", |b| {
-        b.set("/linux/devices", json!([
-            {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 1000, "gid": 100},
-            {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600, "uid": 0, "gid": 0}
-        ]));
-        b.set("/linux/resources/devices", json!([{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]));
-    }, "stat -c 'mynull=%F %t:%T %a %u:%g' /dev/mynull; stat -c 'fuse=%F %t:%T %a' /dev/fuse; echo x > /dev/mynull && echo write=ok");
+    let out = sh_output(
+        "devices",
+        |b| {
+            b.set(
+                "/linux/devices",
+                json!([
+                    {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 1000, "gid": 100},
+                    {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600, "uid": 0, "gid": 0}
+                ]),
+            );
+            b.set("/linux/resources/devices", json!([{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]));
+        },
+        "stat -c 'mynull=%F %t:%T %a %u:%g' /dev/mynull; stat -c 'fuse=%F %t:%T %a' /dev/fuse; echo x > /dev/mynull && echo write=ok",
+    );
     assert_eq!(field(&out, "mynull"), Some("character special file 1:3 666 1000:100"), "{out}");
     assert_eq!(field(&out, "fuse"), Some("character special file a:e5 600"), "{out}");
     assert_eq!(field(&out, "write"), Some("ok"), "{out}");
@@ -213,10 +247,17 @@ fn spec_devices_are_created() {
 #[test]
 fn spec_devices_in_user_namespace() {
     // In a user namespace mknod is not allowed; runtimes bind-mount the host's node instead.
-    let out = sh_output("devices_userns", |b| {
-        b.userns(300000, 65536);
-        b.set("/linux/devices", json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600, "uid": 0, "gid": 0}]));
-    }, "stat -c 'fuse=%F %t:%T' /dev/fuse; echo id=$(id -u)");
+    let out = sh_output(
+        "devices_userns",
+        |b| {
+            b.userns(300000, 65536);
+            b.set(
+                "/linux/devices",
+                json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600, "uid": 0, "gid": 0}]),
+            );
+        },
+        "stat -c 'fuse=%F %t:%T' /dev/fuse; echo id=$(id -u)",
+    );
     assert_eq!(field(&out, "fuse"), Some("character special file a:e5"), "{out}");
     assert_eq!(field(&out, "id"), Some("0"));
 }
@@ -240,9 +281,13 @@ fn sysctls_applied_in_new_namespaces_and_refused_for_host_ones() {
     let _g1 = RestoreSysctl("/proc/sys/net/ipv4/ip_forward", host_fwd.clone());
     let _g2 = RestoreSysctl("/proc/sys/kernel/shmmax", host_shmmax.clone());
     let new_fwd = if host_fwd.trim() == "1" { "0" } else { "1" };
-    let out = sh_output("sysctl", |b| {
-        b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": new_fwd, "kernel.shmmax": "123456789"}));
-    }, "echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); echo shmmax=$(cat /proc/sys/kernel/shmmax)");
+    let out = sh_output(
+        "sysctl",
+        |b| {
+            b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": new_fwd, "kernel.shmmax": "123456789"}));
+        },
+        "echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); echo shmmax=$(cat /proc/sys/kernel/shmmax)",
+    );
     assert_eq!(field(&out, "fwd"), Some(new_fwd), "{out}");
     assert_eq!(field(&out, "shmmax"), Some("123456789"), "{out}");
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), host_fwd, "host ip_forward untouched");
@@ -250,17 +295,25 @@ fn sysctls_applied_in_new_namespaces_and_refused_for_host_ones() {
 
     // A net.* sysctl without a network namespace (or kernel.shm* without an ipc namespace)
     // would change the host: it must be refused.
-    let o = sh_run("sysctl_hostns", |b| {
-        b.remove_namespace("network");
-        b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": new_fwd}));
-    }, "true");
+    let o = sh_run(
+        "sysctl_hostns",
+        |b| {
+            b.remove_namespace("network");
+            b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": new_fwd}));
+        },
+        "true",
+    );
     let changed = read("/proc/sys/net/ipv4/ip_forward") != host_fwd;
     assert!(!changed, "the runtime changed the HOST's net.ipv4.ip_forward (container without a netns): {}", o.describe());
     o.fails_mentioning(&["sysctl", "net.ipv4.ip_forward", "namespace"]);
-    let o = sh_run("sysctl_hostipc", |b| {
-        b.remove_namespace("ipc");
-        b.set("/linux/sysctl", json!({"kernel.shmmax": "123456789"}));
-    }, "true");
+    let o = sh_run(
+        "sysctl_hostipc",
+        |b| {
+            b.remove_namespace("ipc");
+            b.set("/linux/sysctl", json!({"kernel.shmmax": "123456789"}));
+        },
+        "true",
+    );
     let changed = read("/proc/sys/kernel/shmmax") != host_shmmax;
     assert!(!changed, "the runtime changed the HOST's kernel.shmmax (container without an ipc ns): {}", o.describe());
     o.fails_mentioning(&["sysctl", "kernel.shmmax", "namespace"]);

@@ -12,9 +12,13 @@ fn new_namespaces_differ_from_host() {
     for (t, _) in types {
         script.push_str(&format!("echo {t}=$(readlink /proc/self/ns/{t}); "));
     }
-    let out = sh_output("ns_new", |b| {
-        b.add_namespace("cgroup", None);
-    }, &script);
+    let out = sh_output(
+        "ns_new",
+        |b| {
+            b.add_namespace("cgroup", None);
+        },
+        &script,
+    );
     for (t, _) in types {
         let inside = field(&out, t).unwrap_or_else(|| panic!("no {t}= line: {out}"));
         assert!(inside.starts_with(&format!("{t}:[")), "ns link inside: {inside}");
@@ -25,9 +29,13 @@ fn new_namespaces_differ_from_host() {
 #[test]
 fn without_namespace_shares_host() {
     // No uts/ipc entries → the container shares the host's.
-    let out = sh_output("ns_shared", |b| {
-        b.remove_namespace("uts").remove_namespace("ipc").unset("/hostname");
-    }, "echo uts=$(readlink /proc/self/ns/uts); echo ipc=$(readlink /proc/self/ns/ipc)");
+    let out = sh_output(
+        "ns_shared",
+        |b| {
+            b.remove_namespace("uts").remove_namespace("ipc").unset("/hostname");
+        },
+        "echo uts=$(readlink /proc/self/ns/uts); echo ipc=$(readlink /proc/self/ns/ipc)",
+    );
     assert_eq!(field(&out, "uts").unwrap(), ns_link("self", "uts"));
     assert_eq!(field(&out, "ipc").unwrap(), ns_link("self", "ipc"));
 }
@@ -47,9 +55,13 @@ fn network_namespace_has_only_lo() {
 
 #[test]
 fn uts_hostname() {
-    let out = sh_output("ns_uts", |b| {
-        b.set("/hostname", json!("bt-host"));
-    }, "echo host=$(hostname)");
+    let out = sh_output(
+        "ns_uts",
+        |b| {
+            b.set("/hostname", json!("bt-host"));
+        },
+        "echo host=$(hostname)",
+    );
     assert_eq!(field(&out, "host"), Some("bt-host"), "{out}");
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_ne!(host.trim(), "bt-host", "host hostname untouched");
@@ -60,9 +72,13 @@ fn uts_domainname() {
     if Runtime::new("ns_domainname").skip_runc("uts_domainname", "runc 1.1 ignores the spec's `domainname` (support came in runc 1.2)") {
         return;
     }
-    let out = sh_output("ns_domainname", |b| {
-        b.set("/domainname", json!("bt.example"));
-    }, "echo dom=$(cat /proc/sys/kernel/domainname)");
+    let out = sh_output(
+        "ns_domainname",
+        |b| {
+            b.set("/domainname", json!("bt.example"));
+        },
+        "echo dom=$(cat /proc/sys/kernel/domainname)",
+    );
     assert_eq!(field(&out, "dom"), Some("bt.example"), "{out}");
 }
 
@@ -97,9 +113,13 @@ fn user_namespace_mappings() {
 
 #[test]
 fn cgroup_namespace_root() {
-    let out = sh_output("ns_cgroup", |b| {
-        b.add_namespace("cgroup", None);
-    }, "cat /proc/self/cgroup");
+    let out = sh_output(
+        "ns_cgroup",
+        |b| {
+            b.add_namespace("cgroup", None);
+        },
+        "cat /proc/self/cgroup",
+    );
     assert!(out.lines().any(|l| l == "0::/"), "in a cgroup ns /proc/self/cgroup shows 0::/ : {out}");
 }
 
@@ -166,9 +186,13 @@ fn join_bind_mounted_namespace_file() {
 
 #[test]
 fn join_missing_namespace_path_fails() {
-    let o = sh_run("ns_join_missing", |b| {
-        b.add_namespace("network", Some("/proc/999999999/ns/net"));
-    }, "true");
+    let o = sh_run(
+        "ns_join_missing",
+        |b| {
+            b.add_namespace("network", Some("/proc/999999999/ns/net"));
+        },
+        "true",
+    );
     o.fails();
 }
 
@@ -180,9 +204,13 @@ fn rootfs_propagation_private_and_shared() {
             eprintln!("rootfs_propagation_private_and_shared: SKIPPED shared for runc: runc 1.1 makes the rootfs's parent mount private before binding the rootfs, so with the rootfs on the host's / file system the container root ends up private");
             continue;
         }
-        let out = sh_output(&format!("propagation_{prop}"), |b| {
-            b.set("/linux/rootfsPropagation", json!(prop));
-        }, "awk '$5 == \"/\"' /proc/self/mountinfo");
+        let out = sh_output(
+            &format!("propagation_{prop}"),
+            |b| {
+                b.set("/linux/rootfsPropagation", json!(prop));
+            },
+            "awk '$5 == \"/\"' /proc/self/mountinfo",
+        );
         assert!(!out.is_empty(), "root mount in mountinfo");
         assert_eq!(out.contains("shared:"), want_shared, "rootfsPropagation {prop}: {out}");
     }
@@ -190,9 +218,13 @@ fn rootfs_propagation_private_and_shared() {
 
 #[test]
 fn readonly_root() {
-    let out = sh_output("ro_root", |b| {
-        b.set("/root/readonly", json!(true));
-    }, "touch /newfile 2>/dev/null && echo root=rw || echo root=ro; touch /dev/shm/x && echo shm=rw");
+    let out = sh_output(
+        "ro_root",
+        |b| {
+            b.set("/root/readonly", json!(true));
+        },
+        "touch /newfile 2>/dev/null && echo root=rw || echo root=ro; touch /dev/shm/x && echo shm=rw",
+    );
     assert_eq!(field(&out, "root"), Some("ro"), "{out}");
     assert_eq!(field(&out, "shm"), Some("rw"), "other mounts stay writable: {out}");
 }

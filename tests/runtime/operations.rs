@@ -205,7 +205,10 @@ fn update_with_bad_input_fails_and_changes_nothing() {
 #[test]
 fn update_of_a_controller_the_hierarchy_lacks_names_it() {
     let (b, rt, id) = started("op_update_ctrl", "exec sleep 1000");
-    if rt.skip_runc("update_of_a_controller_the_hierarchy_lacks_names_it", "runc 1.1 applies pids limits through cgroup v1 on this hybrid host") {
+    if rt.skip_runc(
+        "update_of_a_controller_the_hierarchy_lacks_names_it",
+        "runc 1.1 applies pids limits through cgroup v1 on this hybrid host",
+    ) {
         return;
     }
     let unified = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers");

@@ -16,9 +16,16 @@ fn status_field(out: &str, key: &str) -> String {
 
 #[test]
 fn rlimit_nofile_lowered() {
-    let out = sh_output("rlimit", |b| {
-        b.set("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}, {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600}]));
-    }, "grep -E 'Max (open files|processes)' /proc/self/limits");
+    let out = sh_output(
+        "rlimit",
+        |b| {
+            b.set(
+                "/process/rlimits",
+                json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}, {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600}]),
+            );
+        },
+        "grep -E 'Max (open files|processes)' /proc/self/limits",
+    );
     let nofile: Vec<&str> = out.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
     assert_eq!(&nofile[3..5], ["100", "200"], "RLIMIT_NOFILE soft/hard: {out}");
     let nproc: Vec<&str> = out.lines().find(|l| l.starts_with("Max processes")).unwrap().split_whitespace().collect();
@@ -31,9 +38,13 @@ fn rlimit_raise_hard_fails() {
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
     assert!(r.rlim_max != libc::RLIM_INFINITY);
     let above = (r.rlim_max * 2).min(1 << 20).max(r.rlim_max + 1);
-    let o = sh_run("rlimit_raise", |b| {
-        b.set("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": above, "hard": above}]));
-    }, "echo started");
+    let o = sh_run(
+        "rlimit_raise",
+        |b| {
+            b.set("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": above, "hard": above}]));
+        },
+        "echo started",
+    );
     o.fails_mentioning(&["rlimit", "limit", "operation not permitted", "permission"]);
     assert!(!o.stdout.contains("started"), "the container process must not run");
 }
@@ -42,9 +53,13 @@ fn rlimit_raise_hard_fails() {
 fn oom_score_adj_raised() {
     let cur: i32 = read("/proc/self/oom_score_adj").trim().parse().unwrap();
     let want = (cur + 100).min(1000);
-    let out = sh_output("oom_raise", |b| {
-        b.set("/process/oomScoreAdj", json!(want));
-    }, "cat /proc/self/oom_score_adj");
+    let out = sh_output(
+        "oom_raise",
+        |b| {
+            b.set("/process/oomScoreAdj", json!(want));
+        },
+        "cat /proc/self/oom_score_adj",
+    );
     assert_eq!(out.trim(), want.to_string());
 }
 
@@ -55,9 +70,13 @@ fn oom_score_adj_lowered_fails() {
         eprintln!("oom_score_adj_lowered_fails: SKIPPED: oom_score_adj is already -1000");
         return;
     }
-    let o = sh_run("oom_lower", |b| {
-        b.set("/process/oomScoreAdj", json!(cur - 1));
-    }, "echo started");
+    let o = sh_run(
+        "oom_lower",
+        |b| {
+            b.set("/process/oomScoreAdj", json!(cur - 1));
+        },
+        "echo started",
+    );
     o.fails_mentioning(&["oom"]);
     assert!(!o.stdout.contains("started"), "the container process must not run");
 }
@@ -69,9 +88,13 @@ fn caps_mask(names: &[u32]) -> String {
 #[test]
 fn capabilities_all_sets_root() {
     // CAP_CHOWN=0 CAP_KILL=5 CAP_NET_BIND_SERVICE=10
-    let out = sh_output("caps_root", |b| {
-        b.caps(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-    }, STATUS_OF_SHELL);
+    let out = sh_output(
+        "caps_root",
+        |b| {
+            b.caps(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        },
+        STATUS_OF_SHELL,
+    );
     let m = caps_mask(&[0, 5, 10]);
     for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(status_field(&out, k), m, "{k}");
@@ -82,16 +105,23 @@ fn capabilities_all_sets_root() {
 fn capabilities_distinct_sets_non_root() {
     // For a non-root user (no file caps on busybox) execve makes permitted = effective =
     // ambient, keeps inheritable and bounding: so each set is visible on its own.
-    let out = sh_output("caps_user", |b| {
-        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-        b.set("/process/capabilities", json!({
-            "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID"],
-            "inheritable": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
-            "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
-            "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
-            "ambient": ["CAP_KILL"]
-        }));
-    }, STATUS_OF_SHELL);
+    let out = sh_output(
+        "caps_user",
+        |b| {
+            b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+            b.set(
+                "/process/capabilities",
+                json!({
+                    "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID"],
+                    "inheritable": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "ambient": ["CAP_KILL"]
+                }),
+            );
+        },
+        STATUS_OF_SHELL,
+    );
     assert_eq!(status_field(&out, "CapBnd"), caps_mask(&[0, 5, 7, 10]), "CapBnd");
     assert_eq!(status_field(&out, "CapInh"), caps_mask(&[5, 10]), "CapInh");
     assert_eq!(status_field(&out, "CapAmb"), caps_mask(&[5]), "CapAmb");
@@ -101,10 +131,14 @@ fn capabilities_distinct_sets_non_root() {
 
 #[test]
 fn capabilities_missing_means_none() {
-    let out = sh_output("caps_none", |b| {
-        b.set("/process/capabilities", json!({}));
-        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-    }, STATUS_OF_SHELL);
+    let out = sh_output(
+        "caps_none",
+        |b| {
+            b.set("/process/capabilities", json!({}));
+            b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+        },
+        STATUS_OF_SHELL,
+    );
     for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(status_field(&out, k), "0000000000000000", "{k}");
     }
@@ -112,32 +146,51 @@ fn capabilities_missing_means_none() {
 
 #[test]
 fn unknown_capability_fails() {
-    if Runtime::new("caps_bad").skip_runc("unknown_capability_fails", "runc 1.1 only warns \"ignoring unknown or unavailable capabilities\" and runs the container") {
+    if Runtime::new("caps_bad").skip_runc(
+        "unknown_capability_fails",
+        "runc 1.1 only warns \"ignoring unknown or unavailable capabilities\" and runs the container",
+    ) {
         return;
     }
-    sh_run("caps_bad", |b| {
-        b.caps(&["CAP_NOT_A_CAP"]);
-    }, "true")
+    sh_run(
+        "caps_bad",
+        |b| {
+            b.caps(&["CAP_NOT_A_CAP"]);
+        },
+        "true",
+    )
     .fails_mentioning(&["CAP_NOT_A_CAP", "capabilit"]);
 }
 
 #[test]
 fn no_new_privileges() {
-    let on = sh_output("nnp_on", |b| {
-        b.set("/process/noNewPrivileges", json!(true));
-    }, STATUS_OF_SHELL);
+    let on = sh_output(
+        "nnp_on",
+        |b| {
+            b.set("/process/noNewPrivileges", json!(true));
+        },
+        STATUS_OF_SHELL,
+    );
     assert_eq!(status_field(&on, "NoNewPrivs"), "1");
-    let off = sh_output("nnp_off", |b| {
-        b.set("/process/noNewPrivileges", json!(false));
-    }, STATUS_OF_SHELL);
+    let off = sh_output(
+        "nnp_off",
+        |b| {
+            b.set("/process/noNewPrivileges", json!(false));
+        },
+        STATUS_OF_SHELL,
+    );
     assert_eq!(status_field(&off, "NoNewPrivs"), "0");
 }
 
 #[test]
 fn user_uid_gid_additional_gids() {
-    let out = sh_output("user", |b| {
-        b.set("/process/user", json!({"uid": 1000, "gid": 1000, "additionalGids": [100, 65534]}));
-    }, "echo u=$(id -u) g=$(id -g); echo groups=$(id -G)");
+    let out = sh_output(
+        "user",
+        |b| {
+            b.set("/process/user", json!({"uid": 1000, "gid": 1000, "additionalGids": [100, 65534]}));
+        },
+        "echo u=$(id -u) g=$(id -g); echo groups=$(id -G)",
+    );
     assert!(out.contains("u=1000 g=1000"), "{out}");
     let groups: Vec<&str> = field(&out, "groups").unwrap().split_whitespace().collect();
     for g in ["100", "65534"] {
@@ -148,9 +201,13 @@ fn user_uid_gid_additional_gids() {
 
 #[test]
 fn umask() {
-    let out = sh_output("umask", |b| {
-        b.set("/process/user/umask", json!(0o027));
-    }, "umask; touch /tmp/f; stat -c %a /tmp/f");
+    let out = sh_output(
+        "umask",
+        |b| {
+            b.set("/process/user/umask", json!(0o027));
+        },
+        "umask; touch /tmp/f; stat -c %a /tmp/f",
+    );
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l, ["0027", "640"], "{out}");
 }
@@ -188,5 +245,9 @@ fn missing_executable_fails_create_or_run() {
     b.args(&["/bin/does-not-exist"]);
     let o = rt.run(&id, &b);
     assert_ne!(o.code, Some(0), "{}", o.describe());
-    assert!(o.stderr.to_lowercase().contains("does-not-exist") || o.stderr.contains("no such file"), "error names the binary: {}", o.describe());
+    assert!(
+        o.stderr.to_lowercase().contains("does-not-exist") || o.stderr.contains("no such file"),
+        "error names the binary: {}",
+        o.describe()
+    );
 }

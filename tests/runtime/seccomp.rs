@@ -88,25 +88,39 @@ fn amd64(seccomp: Value) -> Value {
 
 /// `probe` output lines `r=.. e=..` → errno per line.
 fn errnos(out: &str) -> Vec<i32> {
-    out.lines()
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("e=")).map(|e| e.parse().unwrap()))
-        .collect()
+    out.lines().filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("e=")).map(|e| e.parse().unwrap())).collect()
 }
 
 /// Runs `script` with the probe and `seccomp` (None: no filter); returns stdout.
 fn run_probe(test: &str, seccomp: Option<Value>, f: impl FnOnce(&mut Bundle), script: &str) -> String {
-    sh_output(test, |b| {
-        with_probe(b);
-        if let Some(s) = seccomp {
-            b.set("/linux/seccomp", s);
-        }
-        f(b);
-    }, script)
+    sh_output(
+        test,
+        |b| {
+            with_probe(b);
+            if let Some(s) = seccomp {
+                b.set("/linux/seccomp", s);
+            }
+            f(b);
+        },
+        script,
+    )
 }
 
 const DENY: [&str; 14] = [
-    "unshare", "mount", "umount2", "keyctl", "add_key", "request_key", "bpf", "ptrace", "kexec_load", "reboot",
-    "swapon", "swapoff", "setns", "open_by_handle_at",
+    "unshare",
+    "mount",
+    "umount2",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "ptrace",
+    "kexec_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "setns",
+    "open_by_handle_at",
 ];
 
 fn deny_list() -> Value {
@@ -142,9 +156,7 @@ fn argument_conditions_on_full_64bit_values() {
     let s = amd64(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
          "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_NE"}]}]}));
-    let script = format!(
-        "probe {PERSONALITY} 0xffffffff; probe {PERSONALITY} 0x8; probe {PERSONALITY} 0x1ffffffff; probe {PERSONALITY} 0"
-    );
+    let script = format!("probe {PERSONALITY} 0xffffffff; probe {PERSONALITY} 0x8; probe {PERSONALITY} 0x1ffffffff; probe {PERSONALITY} 0");
     let out = run_probe("sc_args", Some(s), |_| {}, &script);
     // 0x1ffffffff differs from the value only in the high half: 64-bit compare refuses it.
     assert_eq!(errnos(&out), vec![0, 22, 22, 22], "{out}");
@@ -167,7 +179,7 @@ fn every_action_behaves_as_named() {
         ("SCMP_ACT_ERRNO", json!({"errnoRet": 77}), "e=77"),
         ("SCMP_ACT_ERRNO", json!({}), "e=1"),
         ("SCMP_ACT_TRACE", json!({"errnoRet": 5}), "e=38"), // no tracer: ENOSYS
-        ("SCMP_ACT_ALLOW", json!({}), " e=0"), // (r = 20 - nice)
+        ("SCMP_ACT_ALLOW", json!({}), " e=0"),              // (r = 20 - nice)
         ("SCMP_ACT_LOG", json!({}), " e=0"),
         ("SCMP_ACT_KILL", json!({}), "status=159"), // 128 + SIGSYS
         ("SCMP_ACT_KILL_THREAD", json!({}), "status=159"),
@@ -203,10 +215,15 @@ fn profile_blocking_setuid_and_capset_with_no_new_privs() {
     // With no_new_privs the filter goes in after berth changed user and capabilities.
     let s = amd64(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["setuid", "setgid", "setresuid", "setresgid", "setgroups", "capset", "prctl"], "action": "SCMP_ACT_ERRNO"}]}));
-    let out = run_probe("sc_nnp", Some(s), |b| {
-        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-        b.set("/process/noNewPrivileges", json!(true));
-    }, &format!("id -u; probe {SETUID} 0; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"));
+    let out = run_probe(
+        "sc_nnp",
+        Some(s),
+        |b| {
+            b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+            b.set("/process/noNewPrivileges", json!(true));
+        },
+        &format!("id -u; probe {SETUID} 0; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"),
+    );
     assert!(out.starts_with("1000\n"), "runs as the spec's user: {out}");
     assert_eq!(errnos(&out), vec![1], "{out}");
     assert!(out.contains("Seccomp:\t2") && out.contains("NoNewPrivs:\t1"), "{out}");
@@ -217,10 +234,15 @@ fn filter_without_no_new_privs() {
     // Without no_new_privs the filter needs CAP_SYS_ADMIN: installed before the caps drop.
     let s = amd64(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 30}]}));
-    let out = run_probe("sc_no_nnp", Some(s), |b| {
-        b.set("/process/noNewPrivileges", json!(false));
-        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-    }, &format!("probe {MKDIRAT} -100 /tmp/x 0755; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"));
+    let out = run_probe(
+        "sc_no_nnp",
+        Some(s),
+        |b| {
+            b.set("/process/noNewPrivileges", json!(false));
+            b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+        },
+        &format!("probe {MKDIRAT} -100 /tmp/x 0755; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"),
+    );
     assert_eq!(errnos(&out), vec![30], "{out}");
     assert!(out.contains("Seccomp:\t2") && out.contains("NoNewPrivs:\t0"), "{out}");
 }
@@ -229,8 +251,11 @@ fn filter_without_no_new_privs() {
 fn denied_execve_fails_clearly() {
     // A profile that refuses execve stops the container process; berth says why.
     let mut b = Bundle::new("sc_execve");
-    b.set("/linux/seccomp", amd64(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]})));
+    b.set(
+        "/linux/seccomp",
+        amd64(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]})),
+    );
     b.args(&["true"]);
     let rt = Runtime::new("sc_execve");
     let id = rt.id("");
@@ -243,8 +268,11 @@ fn denied_execve_fails_clearly() {
 fn bad_profiles_fail_before_anything_is_created() {
     let cases: Vec<(Value, &[&str])> = vec![
         (json!({"defaultAction": "SCMP_ACT_BOGUS"}), &["seccomp", "action", "unknown variant"]),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
-            "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_WHATEVER"}]}]}), &["seccomp", "operator", "unknown variant", "op"]),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+            "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_WHATEVER"}]}]}),
+            &["seccomp", "operator", "unknown variant", "op"],
+        ),
     ];
     for (s, words) in cases {
         let mut b = Bundle::new("sc_bad");
@@ -263,7 +291,10 @@ fn bad_profiles_fail_before_anything_is_created() {
         return;
     }
     let mut b = Bundle::new("sc_bad_errno");
-    b.set("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]}));
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]}),
+    );
     let id = rt.id("");
     rt.run(&id, &b).fails_mentioning(&["errnoret"]);
     rt.assert_nothing_left(&id, &b);
@@ -273,9 +304,9 @@ fn bad_profiles_fail_before_anything_is_created() {
 /// amd64 host with the given capabilities.
 fn podman_default_profile(caps: &[&str]) -> Value {
     let path = "/usr/share/containers/seccomp.json";
-    let p: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("{path}: {e} (install golang-github-containers-common: scripts/deps.sh)")
-    }))
+    let p: Value = serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (install golang-github-containers-common: scripts/deps.sh)")),
+    )
     .unwrap();
     let host = "amd64";
     let has = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_array()).filter(|a| !a.is_empty()).cloned();
@@ -329,9 +360,14 @@ fn podman_default_profile_runs_busybox() {
          unshare -n true; echo unshare=$?; probe {KEYCTL} 0 0xfffffffd; probe {BPF} 0 0 0; probe {PERSONALITY} 0xffffffff; \
          probe {PERSONALITY} 0x1; probe 1000"
     );
-    let out = run_probe("sc_podman", Some(s), |b| {
-        b.caps(&caps);
-    }, &script);
+    let out = run_probe(
+        "sc_podman",
+        Some(s),
+        |b| {
+            b.caps(&caps);
+        },
+        &script,
+    );
     assert!(out.starts_with("hi\n") && out.contains("Seccomp:\t2") && out.contains("hello from libc"), "{out}");
     assert!(out.contains("unshare=1"), "unshare refused (no CAP_SYS_ADMIN): {out}");
     // podman's profile allows keyctl; bpf gets EPERM without CAP_SYS_ADMIN; the personality
@@ -415,15 +451,16 @@ fn notify_agent_answers_a_syscall() {
     with_probe(&mut b);
     let sock_path = rt.scratch().join("agent.sock");
     let sock = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
-    b.set("/linux/seccomp", amd64(json!({
+    b.set(
+        "/linux/seccomp",
+        amd64(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": sock_path,
         "listenerMetadata": "test-agent=1",
         "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]})));
-    b.sh(&format!(
-        "probe {MKDIRAT} -100 /tmp/a 0755; probe {MKDIRAT} -100 /tmp/b 0755; [ -d /tmp/b ] && echo b=exists || echo b=absent"
-    ));
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]})),
+    );
+    b.sh(&format!("probe {MKDIRAT} -100 /tmp/a 0755; probe {MKDIRAT} -100 /tmp/b 0755; [ -d /tmp/b ] && echo b=exists || echo b=absent"));
     if rt.is_runc() {
         // runc 1.1 does not know SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV.
         b.unset("/linux/seccomp/flags");
@@ -454,9 +491,12 @@ fn notify_agent_answers_a_syscall() {
 #[test]
 fn notify_agent_missing_fails_create() {
     let (mut b, rt, id) = setup!("sc_notify_gone");
-    b.set("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW",
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": rt.scratch().join("nobody-listens.sock"),
-        "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}));
+        "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
     b.sh("echo started");
     let o = rt.run(&id, &b);
     o.fails_mentioning(&["seccomp", "connect", "no such file"]);

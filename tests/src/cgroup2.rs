@@ -94,11 +94,7 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 impl Cgroup {
     /// Creates `/sys/fs/cgroup/berth-test-<tag>-<pid>-<n>`.
     pub fn new(tag: &str) -> Cgroup {
-        let name = format!(
-            "berth-test-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("berth-test-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         Self::create(Path::new(ROOT).join(name))
     }
 
@@ -203,9 +199,7 @@ impl Drop for Cgroup {
         let _ = self.try_write("cgroup.freeze", "0");
         let _ = self.try_write("cgroup.kill", "1");
         Cgroup::wait_for(Duration::from_secs(10), || {
-            std::fs::read_to_string(self.path.join("cgroup.events"))
-                .map(|e| e.contains("populated 0"))
-                .unwrap_or(true)
+            std::fs::read_to_string(self.path.join("cgroup.events")).map(|e| e.contains("populated 0")).unwrap_or(true)
         });
         let mut last = None;
         for _ in 0..100 {

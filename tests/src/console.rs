@@ -43,9 +43,7 @@ impl ConsoleSocket {
 
     /// The master, once the runtime has sent it.
     pub fn master(&self, timeout: Duration) -> std::io::Result<Master> {
-        self.rx
-            .recv_timeout(timeout)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no console received: {e}")))?
+        self.rx.recv_timeout(timeout).map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no console received: {e}")))?
     }
 }
 

@@ -24,10 +24,7 @@ pub fn hierarchies() -> Vec<PathBuf> {
 }
 
 fn check_rel(rel: &str) {
-    assert!(
-        !rel.trim_matches('/').is_empty() && !rel.split('/').any(|c| c == ".."),
-        "refusing to touch cgroup path {rel:?}"
-    );
+    assert!(!rel.trim_matches('/').is_empty() && !rel.split('/').any(|c| c == ".."), "refusing to touch cgroup path {rel:?}");
 }
 
 /// Every directory of the tree `rel` (relative to each hierarchy's root), deepest first.

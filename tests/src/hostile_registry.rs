@@ -134,10 +134,7 @@ impl HostileRegistry {
         let m = Reply::ok(OCI_MANIFEST, img.manifest.clone());
         self.route(&format!("/v2/{repo}/manifests/{tag}"), vec![m.clone()]);
         self.route(&format!("/v2/{repo}/manifests/{}", sha256(&img.manifest)), vec![m]);
-        self.route(
-            &format!("/v2/{repo}/blobs/{}", sha256(&img.config)),
-            vec![Reply::ok("application/octet-stream", img.config.clone())],
-        );
+        self.route(&format!("/v2/{repo}/blobs/{}", sha256(&img.config)), vec![Reply::ok("application/octet-stream", img.config.clone())]);
         for l in &img.layers {
             self.route(&format!("/v2/{repo}/blobs/{}", sha256(l)), vec![Reply::ok("application/octet-stream", l.clone())]);
         }
@@ -187,11 +184,9 @@ fn serve(conn: TcpStream, st: &State) {
                     r
                 }
                 None if path == "/v2/" => Reply::ok("application/json", b"{}".to_vec()),
-                None => Reply::new(
-                    404,
-                    "application/json",
-                    Body::Bytes(br#"{"errors":[{"code":"NOT_FOUND","message":"not here"}]}"#.to_vec()),
-                ),
+                None => {
+                    Reply::new(404, "application/json", Body::Bytes(br#"{"errors":[{"code":"NOT_FOUND","message":"not here"}]}"#.to_vec()))
+                }
             }
         };
         if !answer(&mut conn, &mut reader, &reply, &path, st) {

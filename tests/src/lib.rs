@@ -9,8 +9,8 @@ pub mod containerd;
 pub mod escape;
 pub mod host_cgroup;
 pub mod host_dirs;
-pub mod monitor;
 pub mod hostile_registry;
+pub mod monitor;
 pub mod podman;
 pub mod proc;
 pub mod pty;
@@ -27,10 +27,7 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in target/<profile>/deps")
-        .to_path_buf()
+    exe.parent().and_then(|deps| deps.parent()).expect("test executable lives in target/<profile>/deps").to_path_buf()
 }
 
 /// Path of one of the project's binaries.

@@ -212,7 +212,8 @@ impl Monitor {
         };
         c.args(args).current_dir(self.dir.path()).stdin(std::process::Stdio::null());
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let fds: Vec<i32> = [Some(&sync_child), Some(&start_child), attach.as_ref().map(|a| &a.1)].into_iter().flatten().map(|f| f.as_raw_fd()).collect();
+        let fds: Vec<i32> =
+            [Some(&sync_child), Some(&start_child), attach.as_ref().map(|a| &a.1)].into_iter().flatten().map(|f| f.as_raw_fd()).collect();
         c.env("_OCI_SYNCPIPE", fds[0].to_string()).env("_OCI_STARTPIPE", fds[1].to_string());
         if let Some(f) = fds.get(2) {
             c.env("_OCI_ATTACHPIPE", f.to_string());
@@ -249,7 +250,8 @@ impl Monitor {
     /// The next JSON message on the sync socket.
     #[track_caller]
     pub fn sync_msg(&self, timeout: Duration) -> Value {
-        let m = recv_msg(self.sync.as_ref().expect("launched"), timeout).unwrap_or_else(|| panic!("no sync message within {timeout:?}; monitor said: {}", self.launch_err()));
+        let m = recv_msg(self.sync.as_ref().expect("launched"), timeout)
+            .unwrap_or_else(|| panic!("no sync message within {timeout:?}; monitor said: {}", self.launch_err()));
         serde_json::from_slice(&m).unwrap_or_else(|e| panic!("sync message {:?} is not JSON: {e}", String::from_utf8_lossy(&m)))
     }
 

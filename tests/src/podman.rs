@@ -125,11 +125,8 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
             root = self.path("root"),
         );
         fs::write(self.dir().join("containers.conf"), conf).unwrap();
-        let storage = format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-            self.path("root"),
-            self.path("run")
-        );
+        let storage =
+            format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n", self.path("root"), self.path("run"));
         fs::write(self.dir().join("storage.conf"), storage).unwrap();
         fs::write(self.dir().join("registries.conf"), "unqualified-search-registries = []\n").unwrap();
     }
@@ -157,8 +154,7 @@ runtime_supports_json = ["crun", "runc", "{rt_name}"]
         if let Some(m) = &self.conmon {
             c.arg("--conmon").arg(m);
         }
-        c
-            .args(args)
+        c.args(args)
             .env("CONTAINERS_CONF", self.path("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.path("storage.conf"))
             .env("CONTAINERS_REGISTRIES_CONF", self.path("registries.conf"))

@@ -19,9 +19,7 @@ static CALLS: AtomicUsize = AtomicUsize::new(0);
 /// Panic unless every tool is on PATH (the message names the package script).
 pub fn require_tools(tools: &[&str]) {
     for tool in tools {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
+        let found = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
         assert!(found, "{tool} is not installed (scripts/deps.sh installs it)");
     }
 }

@@ -30,11 +30,7 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
             let prefix = self.0.to_string_lossy().into_owned();
-            let mut mounts: Vec<&str> = m
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&prefix))
-                .collect();
+            let mut mounts: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
             mounts.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for mp in mounts {
                 if let Ok(c) = std::ffi::CString::new(mp) {
@@ -47,10 +43,7 @@ impl Drop for TempDir {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A child process killed (by its PID) and reaped on drop.
@@ -142,12 +135,7 @@ impl Registry {
     /// Path of a blob in the registry's storage (to tamper with it).
     pub fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
+        self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
     }
 }
 
@@ -249,10 +237,7 @@ pub fn compress(tar: &[u8], c: Comp) -> (Vec<u8>, &'static str) {
             e.write_all(tar).unwrap();
             (e.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
         }
-        Comp::Zstd => (
-            zstd::encode_all(tar, 3).unwrap(),
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-        ),
+        Comp::Zstd => (zstd::encode_all(tar, 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
     }
 }
 
@@ -357,14 +342,7 @@ impl Layout {
 
     /// This layout as an OCI archive (tar of the layout directory).
     pub fn archive(&self, out: &Path) {
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(self.path())
-            .arg("-cf")
-            .arg(out)
-            .arg(".")
-            .status()
-            .unwrap();
+        let st = Command::new("tar").arg("-C").arg(self.path()).arg("-cf").arg(out).arg(".").status().unwrap();
         assert!(st.success());
     }
 }
@@ -386,7 +364,8 @@ pub fn docker_archive_with(out: &Path, layers: &[Vec<u8>], tag: &str, config: se
         names.push(format!("{d}/layer.tar"));
         diff_ids.push(sha256(l));
     }
-    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let config =
+        serde_json::json!({"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     let cb = serde_json::to_vec(&config).unwrap();
     let cname = format!("{}.json", &sha256(&cb)[7..]);
     std::fs::write(dir.path().join(&cname), cb).unwrap();
@@ -399,12 +378,26 @@ pub fn docker_archive_with(out: &Path, layers: &[Vec<u8>], tag: &str, config: se
 /// A one-layer busybox image (static busybox, its applets, /etc/passwd and /etc/group with
 /// root, nobody and an unprivileged `app` user 1000) as a layer tar.
 pub fn busybox_layer() -> Vec<u8> {
-    let mut e = vec![Entry::Dir("bin"), Entry::Dir("etc"), Entry::Dir("tmp"), Entry::Dir("proc"), Entry::Dir("dev"), Entry::Dir("sys"), Entry::Dir("root")];
+    let mut e = vec![
+        Entry::Dir("bin"),
+        Entry::Dir("etc"),
+        Entry::Dir("tmp"),
+        Entry::Dir("proc"),
+        Entry::Dir("dev"),
+        Entry::Dir("sys"),
+        Entry::Dir("root"),
+    ];
     e.push(Entry::Mode("bin/busybox", busybox(), 0o755));
-    for a in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "ping", "nc", "wget", "httpd", "head", "seq", "true", "false", "grep", "ip", "dd", "yes", "env", "pwd", "stty", "tail", "mkdir", "touch"] {
+    for a in [
+        "sh", "echo", "cat", "sleep", "ls", "id", "hostname", "ping", "nc", "wget", "httpd", "head", "seq", "true", "false", "grep", "ip",
+        "dd", "yes", "env", "pwd", "stty", "tail", "mkdir", "touch",
+    ] {
         e.push(Entry::Symlink(Box::leak(format!("bin/{a}").into_boxed_str()), "busybox"));
     }
-    e.push(Entry::File("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n".to_vec()));
+    e.push(Entry::File(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n".to_vec(),
+    ));
     e.push(Entry::File("etc/group", b"root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n".to_vec()));
     layer_tar(&e)
 }

@@ -60,12 +60,7 @@ impl Out {
     /// Assert a non-zero exit (not a crash by signal, not a timeout) with something on stderr.
     #[track_caller]
     pub fn fails(&self) -> &Self {
-        assert!(
-            matches!(self.code, Some(c) if c != 0),
-            "expected a non-zero exit from `{}`, got {}",
-            self.argv,
-            self.describe()
-        );
+        assert!(matches!(self.code, Some(c) if c != 0), "expected a non-zero exit from `{}`, got {}", self.argv, self.describe());
         assert!(!self.stderr.trim().is_empty(), "`{}` failed without an error on stderr: {}", self.argv, self.describe());
         self
     }
@@ -306,8 +301,7 @@ impl Runtime {
         assert!(!self.state_dir(id).exists(), "state dir {} left behind", self.state_dir(id).display());
         let bdir = b.dir_str();
         let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let leaked: Vec<&str> =
-            mi.lines().filter(|l| l.contains(&format!("{bdir}/")) || l.contains(&format!("{bdir} "))).collect();
+        let leaked: Vec<&str> = mi.lines().filter(|l| l.contains(&format!("{bdir}/")) || l.contains(&format!("{bdir} "))).collect();
         assert!(leaked.is_empty(), "mounts naming the bundle left on the host: {leaked:?}");
         let procs = processes_in(&b.rootfs());
         assert!(procs.is_empty(), "processes rooted in the bundle left behind: {procs:?}");
@@ -338,9 +332,7 @@ pub fn processes_in(rootfs: &Path) -> Vec<i32> {
         }
         let root = e.path().join("root");
         let by_inode = want.is_some() && dev_ino(&root) == want;
-        let by_path = ["root", "cwd"].iter().any(|l| {
-            fs::read_link(e.path().join(l)).is_ok_and(|t| t.to_string_lossy().starts_with(&d))
-        });
+        let by_path = ["root", "cwd"].iter().any(|l| fs::read_link(e.path().join(l)).is_ok_and(|t| t.to_string_lossy().starts_with(&d)));
         if by_inode || by_path {
             v.push(pid);
         }

@@ -30,7 +30,13 @@ pub struct CriLog {
 }
 
 fn open_append(p: &PathBuf) -> Result<File> {
-    OpenOptions::new().append(true).create(true).mode(0o600).custom_flags(libc::O_CLOEXEC).open(p).ctx(|| format!("Failed to open log file {}", p.display()))
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(p)
+        .ctx(|| format!("Failed to open log file {}", p.display()))
 }
 
 impl CriLog {
@@ -89,7 +95,13 @@ impl CriLog {
     /// so a reader never sees a half-truncated file).
     fn rotate(&mut self) {
         let tmp = PathBuf::from(format!("{}.tmp", self.path.display()));
-        let new = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_CLOEXEC | libc::O_APPEND).open(&tmp);
+        let new = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_APPEND)
+            .open(&tmp);
         match new.and_then(|f| std::fs::rename(&tmp, &self.path).map(|_| f)) {
             Ok(f) => {
                 self.file = f;
@@ -147,7 +159,14 @@ mod tests {
         l.write(Stream::Stdout, b"ee\n");
         l.write(Stream::Stderr, b"err\n\n");
         let r = records(&p);
-        let want = [("stdout", "F", "one"), ("stdout", "F", "two"), ("stdout", "P", "thr"), ("stdout", "F", "ee"), ("stderr", "F", "err"), ("stderr", "F", "")];
+        let want = [
+            ("stdout", "F", "one"),
+            ("stdout", "F", "two"),
+            ("stdout", "P", "thr"),
+            ("stdout", "F", "ee"),
+            ("stderr", "F", "err"),
+            ("stderr", "F", ""),
+        ];
         assert_eq!(r.len(), want.len(), "{r:?}");
         for (got, w) in r.iter().zip(want) {
             assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), w);

@@ -101,7 +101,9 @@ impl Journal {
         let entry = self.entry(s, msg, partial);
         let Some(sock) = &self.sock else { return };
         let r = match sock.send_to(&entry, &self.path) {
-            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) || e.raw_os_error() == Some(libc::ENOBUFS) => send_memfd(sock, &self.path, &entry),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) || e.raw_os_error() == Some(libc::ENOBUFS) => {
+                send_memfd(sock, &self.path, &entry)
+            }
             r => r.map(|_| ()),
         };
         if let Err(e) = r {

@@ -96,12 +96,7 @@ pub fn parse_file(path: &Path, optional: bool) -> Result<Option<FileConfig>, Con
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ConfigError::Read {
-                file: path.to_path_buf(),
-                error: e,
-            })
-        }
+        Err(e) => return Err(ConfigError::Read { file: path.to_path_buf(), error: e }),
     };
     parse_str(path, &text).map(Some)
 }
@@ -111,38 +106,21 @@ pub fn parse_str(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     let cfg: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let msg = e.inner().message().to_string();
-        let line = e
-            .inner()
-            .span()
-            .filter(|_| !msg.starts_with("unknown field"))
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        ConfigError::Invalid {
-            file: path.to_path_buf(),
-            key,
-            line,
-            message: msg,
-        }
+        let line =
+            e.inner().span().filter(|_| !msg.starts_with("unknown field")).map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        ConfigError::Invalid { file: path.to_path_buf(), key, line, message: msg }
     })?;
     validate(path, &cfg)?;
     Ok(cfg)
 }
 
 fn bad(path: &Path, key: &str, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        file: path.to_path_buf(),
-        key: key.to_string(),
-        line: None,
-        message,
-    }
+    ConfigError::Invalid { file: path.to_path_buf(), key: key.to_string(), line: None, message }
 }
 
 fn check_abs(path: &Path, key: &str, value: &Option<PathBuf>) -> Result<(), ConfigError> {
     match value {
-        Some(p) if !p.is_absolute() => Err(bad(
-            path,
-            key,
-            format!("must be an absolute path, got {:?}", p),
-        )),
+        Some(p) if !p.is_absolute() => Err(bad(path, key, format!("must be an absolute path, got {:?}", p))),
         _ => Ok(()),
     }
 }
@@ -154,11 +132,7 @@ fn validate(path: &Path, cfg: &FileConfig) -> Result<(), ConfigError> {
         check_abs(path, "daemon.state_root", &d.state_root)?;
         if let Some(l) = &d.log_level {
             if !LOG_LEVELS.contains(&l.as_str()) {
-                return Err(bad(
-                    path,
-                    "daemon.log_level",
-                    format!("invalid value {l:?}, expected one of {}", LOG_LEVELS.join(", ")),
-                ));
+                return Err(bad(path, "daemon.log_level", format!("invalid value {l:?}, expected one of {}", LOG_LEVELS.join(", "))));
             }
         }
     }

@@ -19,17 +19,9 @@ pub enum ConfigError {
     #[error("config file {file}: {error}")]
     Read { file: PathBuf, error: std::io::Error },
     #[error("config file {file}{}: key `{key}`: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
-    Invalid {
-        file: PathBuf,
-        key: String,
-        line: Option<usize>,
-        message: String,
-    },
+    Invalid { file: PathBuf, key: String, line: Option<usize>, message: String },
     #[error("config directory {dir}: {source}")]
-    ReadDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    ReadDir { dir: PathBuf, source: std::io::Error },
     #[error("flag {flag}: {message}")]
     Flag { flag: String, message: String },
 }
@@ -143,30 +135,18 @@ pub struct Overrides {
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 impl Default for Config {
     fn default() -> Self {
         let mut handlers = BTreeMap::new();
-        handlers.insert(
-            "berth".to_string(),
-            Handler {
-                path: find_in_path("berth").unwrap_or_else(|| "/usr/local/bin/berth".into()),
-            },
-        );
+        handlers.insert("berth".to_string(), Handler { path: find_in_path("berth").unwrap_or_else(|| "/usr/local/bin/berth".into()) });
         Config {
-            daemon: DaemonConfig {
-                socket_path: "/run/berth/berth.sock".into(),
-                state_root: "/run/berth".into(),
-                log_level: "info".into(),
-            },
+            daemon: DaemonConfig { socket_path: "/run/berth/berth.sock".into(), state_root: "/run/berth".into(), log_level: "info".into() },
             runtime: RuntimeConfig {
                 default_handler: "berth".into(),
-                monitor_path: find_in_path("berth-mon")
-                    .unwrap_or_else(|| "/usr/local/bin/berth-mon".into()),
+                monitor_path: find_in_path("berth-mon").unwrap_or_else(|| "/usr/local/bin/berth-mon".into()),
                 cgroup_manager: "cgroupfs".into(),
                 userns_first_id: 1 << 20,
                 userns_pods: 1024,
@@ -216,19 +196,11 @@ pub fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(ConfigError::ReadDir {
-                dir: dir.to_path_buf(),
-                source: e,
-            })
-        }
+        Err(e) => return Err(ConfigError::ReadDir { dir: dir.to_path_buf(), source: e }),
     };
     let mut files = Vec::new();
     for ent in rd {
-        let ent = ent.map_err(|e| ConfigError::ReadDir {
-            dir: dir.to_path_buf(),
-            source: e,
-        })?;
+        let ent = ent.map_err(|e| ConfigError::ReadDir { dir: dir.to_path_buf(), source: e })?;
         let p = ent.path();
         if p.extension().is_some_and(|e| e == "conf") && p.is_file() {
             files.push(p);
@@ -242,18 +214,12 @@ impl Config {
     /// Loads defaults, the main file (optional unless given with `--config`), drop-ins, flags.
     pub fn load(ov: &Overrides) -> Result<Config, ConfigError> {
         let mut cfg = Config::default();
-        let main = ov
-            .config_file
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CONFIG_FILE.into());
+        let main = ov.config_file.clone().unwrap_or_else(|| DEFAULT_CONFIG_FILE.into());
         if let Some(f) = file::parse_file(&main, ov.config_file.is_none())? {
             cfg.apply(f);
             cfg.sources.push(main);
         }
-        let dir = ov
-            .config_dir
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CONFIG_DIR.into());
+        let dir = ov.config_dir.clone().unwrap_or_else(|| DEFAULT_CONFIG_DIR.into());
         for p in drop_in_files(&dir)? {
             if let Some(f) = file::parse_file(&p, false)? {
                 cfg.apply(f);
@@ -325,24 +291,17 @@ impl Config {
     fn apply_overrides(&mut self, ov: &Overrides) -> Result<(), ConfigError> {
         let abs = |flag: &str, p: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
             match p {
-                Some(p) if !p.is_absolute() => Err(ConfigError::Flag {
-                    flag: flag.into(),
-                    message: format!("must be an absolute path, got {p:?}"),
-                }),
+                Some(p) if !p.is_absolute() => {
+                    Err(ConfigError::Flag { flag: flag.into(), message: format!("must be an absolute path, got {p:?}") })
+                }
                 other => Ok(other.clone()),
             }
         };
         set(&mut self.daemon.socket_path, abs("--socket", &ov.socket_path)?);
         set(&mut self.daemon.state_root, abs("--state-root", &ov.state_root)?);
         set(&mut self.image.root, abs("--image-root", &ov.image_root)?);
-        set(
-            &mut self.image.registries_conf,
-            abs("--registries-conf", &ov.registries_conf)?,
-        );
-        set(
-            &mut self.image.registries_conf_dir,
-            abs("--registries-conf-dir", &ov.registries_conf_dir)?,
-        );
+        set(&mut self.image.registries_conf, abs("--registries-conf", &ov.registries_conf)?);
+        set(&mut self.image.registries_conf_dir, abs("--registries-conf-dir", &ov.registries_conf_dir)?);
         if let Some(l) = &ov.log_level {
             if !LOG_LEVELS.contains(&l.as_str()) {
                 return Err(ConfigError::Flag {
@@ -360,9 +319,7 @@ impl Config {
         for name in ["runc", "crun"] {
             if !self.runtime.handlers.contains_key(name) {
                 if let Some(path) = find_in_path(name) {
-                    self.runtime
-                        .handlers
-                        .insert(name.to_string(), Handler { path });
+                    self.runtime.handlers.insert(name.to_string(), Handler { path });
                 }
             }
         }

@@ -101,7 +101,10 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(o, "# CNI plugin directories. Default: [\"/opt/cni/bin\", \"/usr/lib/cni\"].");
     let dirs: Vec<String> = c.network.cni_plugin_dirs.iter().map(|d| p(d)).collect();
     let _ = writeln!(o, "cni_plugin_dirs = [{}]", dirs.join(", "));
-    let _ = writeln!(o, "# CNI config template rendered with the pod CIDR from UpdateRuntimeConfig while cni_conf_dir is empty. Default: unset.");
+    let _ = writeln!(
+        o,
+        "# CNI config template rendered with the pod CIDR from UpdateRuntimeConfig while cni_conf_dir is empty. Default: unset."
+    );
     match &c.network.cni_conf_template {
         Some(t) => {
             let _ = writeln!(o, "cni_conf_template = {}", p(t));

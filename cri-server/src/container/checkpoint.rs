@@ -68,7 +68,8 @@ pub fn is_archive(path: &str) -> bool {
 
 /// Writes the archive of `dir` (images, log, dumps, diff) to `location`, atomically.
 pub fn write_archive(dir: &Path, location: &Path) -> Result<(), ArchiveError> {
-    let name = location.file_name().ok_or_else(|| ArchiveError::Bad { path: location.display().to_string(), what: "not a file name".into() })?;
+    let name =
+        location.file_name().ok_or_else(|| ArchiveError::Bad { path: location.display().to_string(), what: "not a file name".into() })?;
     let tmp = location.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
     let r = (|| {
         let f = File::create(&tmp).map_err(ioe(&tmp))?;
@@ -85,7 +86,10 @@ pub fn write_archive(dir: &Path, location: &Path) -> Result<(), ArchiveError> {
             }
         }
         let w = b.into_inner().map_err(ioe(&tmp))?;
-        w.into_inner().map_err(|e| ArchiveError::Io { path: tmp.display().to_string(), source: e.into_error() })?.sync_all().map_err(ioe(&tmp))
+        w.into_inner()
+            .map_err(|e| ArchiveError::Io { path: tmp.display().to_string(), source: e.into_error() })?
+            .sync_all()
+            .map_err(ioe(&tmp))
     })();
     match r {
         Ok(()) => std::fs::rename(&tmp, location).map_err(ioe(location)),
@@ -106,7 +110,8 @@ pub fn read_config(archive: &Path) -> Result<ConfigDump, ArchiveError> {
         if p == Path::new(CONFIG_DUMP) || p == Path::new("./config.dump") {
             let mut s = String::new();
             e.read_to_string(&mut s).map_err(ioe(archive))?;
-            return serde_json::from_str(&s).map_err(|e| ArchiveError::Bad { path: archive.display().to_string(), what: format!("{CONFIG_DUMP}: {e}") });
+            return serde_json::from_str(&s)
+                .map_err(|e| ArchiveError::Bad { path: archive.display().to_string(), what: format!("{CONFIG_DUMP}: {e}") });
         }
     }
     Err(ArchiveError::Bad { path: archive.display().to_string(), what: format!("no {CONFIG_DUMP}: not a checkpoint archive") })

@@ -66,7 +66,9 @@ impl FeatureCache {
 /// kernel that has it says EBADF, one that lacks it ENOSYS.
 pub fn kernel_has_mount_setattr() -> bool {
     // SAFETY: no pointer is dereferenced for fd -1; the kernel fails the call early.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null_mut::<libc::c_void>(), 0usize) };
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null_mut::<libc::c_void>(), 0usize)
+    };
     !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
 }
 
@@ -92,7 +94,10 @@ mod tests {
     #[test]
     fn reads_rro_and_idmap() {
         let doc = serde_json::json!({"mountOptions": ["ro", "rro"], "linux": {"mountExtensions": {"idmap": {"enabled": true}}}});
-        assert_eq!(RuntimeFeatures::from_json(&doc), RuntimeFeatures { recursive_read_only: true, idmap_mounts: true, user_namespaces: false });
+        assert_eq!(
+            RuntimeFeatures::from_json(&doc),
+            RuntimeFeatures { recursive_read_only: true, idmap_mounts: true, user_namespaces: false }
+        );
         let doc = serde_json::json!({"mountOptions": [], "linux": {"namespaces": ["user", "mount"], "mountExtensions": {"idmap": {"enabled": true}}}});
         assert!(RuntimeFeatures::from_json(&doc).user_namespaces);
         // runc 1.1: no rro, no mountExtensions.

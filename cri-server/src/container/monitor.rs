@@ -99,7 +99,8 @@ fn recv(s: &UnixStream, timeout: Duration) -> Result<(i64, Option<String>), Moni
     if n <= 0 {
         return Err(MonitorError::Reported("the monitor closed its pipe without a message".into()));
     }
-    let v: serde_json::Value = serde_json::from_slice(&buf[..n as usize]).map_err(|e| MonitorError::Reported(format!("bad message: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&buf[..n as usize]).map_err(|e| MonitorError::Reported(format!("bad message: {e}")))?;
     let data = v["data"].as_i64().ok_or_else(|| MonitorError::Reported(format!("message without data: {v}")))?;
     Ok((data, v["message"].as_str().map(String::from)))
 }
@@ -109,14 +110,22 @@ fn recv(s: &UnixStream, timeout: Duration) -> Result<(i64, Option<String>), Moni
 pub fn create(l: &Launch, monitor_path: &std::path::Path) -> Result<i32, MonitorError> {
     let mut c = Command::new(monitor_path);
     c.args(["--api-version", "1", "-c", &l.id, "-u", &l.id, "-n", &l.name])
-        .arg("-r").arg(&l.runtime)
-        .arg("-b").arg(&l.bundle)
-        .arg("-p").arg(&l.pidfile)
-        .arg("-P").arg(&l.monitor_pidfile)
-        .arg("--exit-dir").arg(&l.exit_dir)
-        .arg("--persist-dir").arg(&l.persist_dir)
-        .arg("--socket-dir-path").arg(&l.socket_dir)
-        .arg("-l").arg(format!("k8s-file:{}", l.log_path.display()))
+        .arg("-r")
+        .arg(&l.runtime)
+        .arg("-b")
+        .arg(&l.bundle)
+        .arg("-p")
+        .arg(&l.pidfile)
+        .arg("-P")
+        .arg(&l.monitor_pidfile)
+        .arg("--exit-dir")
+        .arg(&l.exit_dir)
+        .arg("--persist-dir")
+        .arg(&l.persist_dir)
+        .arg("--socket-dir-path")
+        .arg(&l.socket_dir)
+        .arg("-l")
+        .arg(format!("k8s-file:{}", l.log_path.display()))
         .args(["--log-level", "info", "--syslog"]);
     for a in &l.runtime_args {
         c.arg("--runtime-arg").arg(a);
@@ -154,7 +163,15 @@ pub const EXEC_OUTPUT_MAX: usize = 16 << 20;
 
 /// ExecSync: run `process.json` in container `id` through a monitor, wait (bounded by
 /// `timeout`, 0 = none) and collect the output from the monitor's CRI log.
-pub fn exec_sync(monitor_path: &std::path::Path, runtime: &std::path::Path, runtime_root: &std::path::Path, id: &str, work: &std::path::Path, process_json: &[u8], timeout: i64) -> Result<ExecOutput, MonitorError> {
+pub fn exec_sync(
+    monitor_path: &std::path::Path,
+    runtime: &std::path::Path,
+    runtime_root: &std::path::Path,
+    id: &str,
+    work: &std::path::Path,
+    process_json: &[u8],
+    timeout: i64,
+) -> Result<ExecOutput, MonitorError> {
     let io = |e| MonitorError::Spawn("exec work dir".into(), e);
     std::fs::create_dir_all(work).map_err(io)?;
     let spec = work.join("process.json");
@@ -163,12 +180,20 @@ pub fn exec_sync(monitor_path: &std::path::Path, runtime: &std::path::Path, runt
     let session = crate::persist::new_id();
     let mut c = Command::new(monitor_path);
     c.args(["--api-version", "1", "-c", id, "-u", &session, "-e"])
-        .arg("-r").arg(runtime)
-        .arg("-p").arg(work.join("exec.pid"))
-        .arg("-P").arg(work.join("monitor.pid"))
-        .arg("--exec-process-spec").arg(&spec)
-        .arg("-l").arg(format!("k8s-file:{}", log.display()))
-        .arg("--runtime-arg").arg("--root").arg("--runtime-arg").arg(runtime_root)
+        .arg("-r")
+        .arg(runtime)
+        .arg("-p")
+        .arg(work.join("exec.pid"))
+        .arg("-P")
+        .arg(work.join("monitor.pid"))
+        .arg("--exec-process-spec")
+        .arg(&spec)
+        .arg("-l")
+        .arg(format!("k8s-file:{}", log.display()))
+        .arg("--runtime-arg")
+        .arg("--root")
+        .arg("--runtime-arg")
+        .arg(runtime_root)
         .args(["--log-level", "error"])
         .current_dir(work);
     if timeout > 0 {
@@ -234,7 +259,16 @@ pub fn connect_seqpacket(dir: &std::path::Path, name: &str) -> std::io::Result<O
 /// Start an attached exec (`-e --exec-attach`, podman's protocol): the monitor binds its attach
 /// socket in `work`, says so on the attach pipe, we connect, and only then let the process
 /// run, so none of its output is missed. Returns once the process runs.
-pub fn exec_attached(monitor_path: &std::path::Path, runtime: &std::path::Path, runtime_root: &std::path::Path, id: &str, work: &std::path::Path, process_json: &[u8], tty: bool, stdin: bool) -> Result<AttachedExec, MonitorError> {
+pub fn exec_attached(
+    monitor_path: &std::path::Path,
+    runtime: &std::path::Path,
+    runtime_root: &std::path::Path,
+    id: &str,
+    work: &std::path::Path,
+    process_json: &[u8],
+    tty: bool,
+    stdin: bool,
+) -> Result<AttachedExec, MonitorError> {
     let what = monitor_path.display().to_string();
     let io = |e| MonitorError::Spawn("exec work dir".into(), e);
     std::fs::create_dir_all(work).map_err(io)?;
@@ -243,13 +277,21 @@ pub fn exec_attached(monitor_path: &std::path::Path, runtime: &std::path::Path, 
     let session = crate::persist::new_id();
     let mut c = Command::new(monitor_path);
     c.args(["--api-version", "1", "-c", id, "-u", &session, "-e", "--exec-attach", "--full-attach"])
-        .arg("-b").arg(work)
-        .arg("-r").arg(runtime)
-        .arg("-p").arg(work.join("exec.pid"))
-        .arg("-P").arg(work.join("monitor.pid"))
-        .arg("--exec-process-spec").arg(&spec)
+        .arg("-b")
+        .arg(work)
+        .arg("-r")
+        .arg(runtime)
+        .arg("-p")
+        .arg(work.join("exec.pid"))
+        .arg("-P")
+        .arg(work.join("monitor.pid"))
+        .arg("--exec-process-spec")
+        .arg(&spec)
         .args(["-l", "none"])
-        .arg("--runtime-arg").arg("--root").arg("--runtime-arg").arg(runtime_root)
+        .arg("--runtime-arg")
+        .arg("--root")
+        .arg("--runtime-arg")
+        .arg(runtime_root)
         .args(["--log-level", "error"])
         .current_dir(work);
     if tty {

@@ -107,14 +107,22 @@ impl Container {
                 r.exit_code = code;
                 r.finished_at = mtime_ns(&exit).unwrap_or_else(crate::sandbox::now_ns);
                 let oom = persist_dir(state_root, &r.id).join("oom").exists();
-                r.reason = if oom { "OOMKilled" } else if code == 0 { "Completed" } else { "Error" }.into();
+                r.reason = if oom {
+                    "OOMKilled"
+                } else if code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .into();
                 return true;
             }
         }
         // No exit file: the container still runs, or its monitor died with it (kill -9 of
         // both). Then no exit code exists anywhere; say so instead of reporting it running.
         let init_alive = r.pid > 0 && start_time(r.pid) == Some(r.pid_start);
-        let monitor_alive = r.monitor_pid > 0 && std::path::Path::new(&format!("/proc/{}", r.monitor_pid)).exists() && start_time(r.monitor_pid).is_some();
+        let monitor_alive =
+            r.monitor_pid > 0 && std::path::Path::new(&format!("/proc/{}", r.monitor_pid)).exists() && start_time(r.monitor_pid).is_some();
         if !init_alive && !monitor_alive && r.pid > 0 {
             r.state = ContainerState::Exited;
             r.exit_code = 255;

@@ -31,29 +31,16 @@ impl std::fmt::Debug for Credentials {
 }
 
 fn decode_auth(what: &str, b64: &str) -> Result<Credentials, AuthError> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|_| AuthError::BadAuth(what.into()))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| AuthError::BadAuth(what.into()))?;
     let s = String::from_utf8(raw).map_err(|_| AuthError::BadAuth(what.into()))?;
     let (u, p) = s.split_once(':').ok_or_else(|| AuthError::BadAuth(what.into()))?;
-    Ok(Credentials::Basic {
-        username: u.into(),
-        password: p.into(),
-    })
+    Ok(Credentials::Basic { username: u.into(), password: p.into() })
 }
 
 /// Credentials from a CRI `AuthConfig` (username/password, `auth`, or registry token).
-pub fn from_request(
-    username: &str,
-    password: &str,
-    auth: &str,
-    registry_token: &str,
-) -> Result<Option<Credentials>, AuthError> {
+pub fn from_request(username: &str, password: &str, auth: &str, registry_token: &str) -> Result<Option<Credentials>, AuthError> {
     if !username.is_empty() {
-        return Ok(Some(Credentials::Basic {
-            username: username.into(),
-            password: password.into(),
-        }));
+        return Ok(Some(Credentials::Basic { username: username.into(), password: password.into() }));
     }
     if !auth.is_empty() {
         return decode_auth("request", auth).map(Some);
@@ -81,10 +68,7 @@ struct AuthEntry {
 }
 
 fn host_of(key: &str) -> &str {
-    let k = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
+    let k = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
     k.split('/').next().unwrap_or(k)
 }
 
@@ -93,17 +77,10 @@ pub fn from_file(file: &Path, registry: &str) -> Result<Option<Credentials>, Aut
     let text = match std::fs::read(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(AuthError::File {
-                file: file.display().to_string(),
-                message: e.to_string(),
-            })
-        }
+        Err(e) => return Err(AuthError::File { file: file.display().to_string(), message: e.to_string() }),
     };
-    let parsed: AuthFile = serde_json::from_slice(&text).map_err(|e| AuthError::File {
-        file: file.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let parsed: AuthFile =
+        serde_json::from_slice(&text).map_err(|e| AuthError::File { file: file.display().to_string(), message: e.to_string() })?;
     let want = if registry == "docker.io" { "index.docker.io" } else { registry };
     for (key, entry) in &parsed.auths {
         let h = host_of(key);
@@ -115,10 +92,7 @@ pub fn from_file(file: &Path, registry: &str) -> Result<Option<Credentials>, Aut
             return decode_auth(key, a).map(Some);
         }
         if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-            return Ok(Some(Credentials::Basic {
-                username: u.clone(),
-                password: p.clone(),
-            }));
+            return Ok(Some(Credentials::Basic { username: u.clone(), password: p.clone() }));
         }
     }
     Ok(None)

@@ -17,10 +17,7 @@ pub enum ImportError {
     #[error("archive {file}: {message}")]
     Format { file: String, message: String },
     #[error("archive {file}: {source}")]
-    Extract {
-        file: String,
-        source: unpack::UnpackError,
-    },
+    Extract { file: String, source: unpack::UnpackError },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -44,14 +41,8 @@ pub fn import_archive(store: &Store, file: &Path, name: Option<&str>) -> Result<
     let tmp = store.tmp_path("import");
     fs::create_dir_all(&tmp).map_err(super::store::ioe(&tmp))?;
     let res = (|| {
-        let opts = UnpackOptions {
-            max_size: u64::MAX,
-            allow_devices: false,
-        };
-        unpack::unpack_layer(file, &tmp, opts).map_err(|e| ImportError::Extract {
-            file: file.display().to_string(),
-            source: e,
-        })?;
+        let opts = UnpackOptions { max_size: u64::MAX, allow_devices: false };
+        unpack::unpack_layer(file, &tmp, opts).map_err(|e| ImportError::Extract { file: file.display().to_string(), source: e })?;
         if tmp.join("index.json").is_file() {
             import_oci(store, file, &tmp, name)
         } else if tmp.join("manifest.json").is_file() {
@@ -74,10 +65,7 @@ pub fn import_archive(store: &Store, file: &Path, name: Option<&str>) -> Result<
 }
 
 fn fmt_err(file: &Path, message: impl Into<String>) -> ImportError {
-    ImportError::Format {
-        file: file.display().to_string(),
-        message: message.into(),
-    }
+    ImportError::Format { file: file.display().to_string(), message: message.into() }
 }
 
 /// A path named inside the archive, kept inside the extracted directory.
@@ -87,9 +75,7 @@ fn inside(file: &Path, dir: &Path, rel: &str) -> Result<PathBuf, ImportError> {
         return Err(fmt_err(file, format!("path {rel:?} leaves the archive")));
     }
     let full = dir.join(p);
-    let canon = full
-        .canonicalize()
-        .map_err(|e| fmt_err(file, format!("{rel}: {e}")))?;
+    let canon = full.canonicalize().map_err(|e| fmt_err(file, format!("{rel}: {e}")))?;
     let root = dir.canonicalize().map_err(|e| fmt_err(file, e.to_string()))?;
     if !canon.starts_with(&root) || !canon.is_file() {
         return Err(fmt_err(file, format!("path {rel:?} is not a file inside the archive")));
@@ -125,10 +111,7 @@ fn import_oci(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> Res
     let mut out = Vec::new();
     for top in entries {
         let ann = top.annotations.clone().unwrap_or_default();
-        let ref_name = ann
-            .get("io.containerd.image.name")
-            .or_else(|| ann.get("org.opencontainers.image.ref.name"))
-            .cloned();
+        let ref_name = ann.get("io.containerd.image.name").or_else(|| ann.get("org.opencontainers.image.ref.name")).cloned();
         let tag = match (ref_name, name) {
             (Some(r), _) if r.contains('/') || r.contains(':') && !r.starts_with(':') => Some(normalise(&r)?),
             (Some(t), Some(n)) => Some(normalise(&format!("{n}:{t}"))?),
@@ -180,8 +163,7 @@ fn import_oci(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> Res
 
 fn import_docker(store: &Store, file: &Path, dir: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImportError> {
     let text = fs::read(dir.join("manifest.json")).map_err(|e| fmt_err(file, e.to_string()))?;
-    let entries: Vec<DockerEntry> =
-        serde_json::from_slice(&text).map_err(|e| fmt_err(file, format!("manifest.json: {e}")))?;
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&text).map_err(|e| fmt_err(file, format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
     for e in entries {
         let cpath = inside(file, dir, &e.config)?;

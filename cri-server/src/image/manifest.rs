@@ -140,12 +140,9 @@ pub fn parse(body: &[u8], declared: &[&str]) -> Result<Parsed, ManifestError> {
             kinds[0]
         )));
     }
-    let (has_config, has_layers, has_manifests) =
-        (shape.config.is_some(), shape.layers.is_some(), shape.manifests.is_some());
+    let (has_config, has_layers, has_manifests) = (shape.config.is_some(), shape.layers.is_some(), shape.manifests.is_some());
     if has_manifests && (has_layers || has_config) {
-        return Err(ManifestError::Ambiguous(
-            "it has both `manifests` (an index) and `config`/`layers` (an image manifest)".into(),
-        ));
+        return Err(ManifestError::Ambiguous("it has both `manifests` (an index) and `config`/`layers` (an image manifest)".into()));
     }
     if shape.fs_layers.is_some() && (has_manifests || has_layers || has_config) {
         return Err(ManifestError::Ambiguous("it has both schema 1 `fsLayers` and schema 2 fields".into()));
@@ -173,10 +170,7 @@ pub fn parse(body: &[u8], declared: &[&str]) -> Result<Parsed, ManifestError> {
     let raw: RawManifest = serde_json::from_slice(body)?;
     check(&raw.config)?;
     raw.layers.iter().try_for_each(check)?;
-    Ok(Parsed::Manifest {
-        config: raw.config,
-        layers: raw.layers,
-    })
+    Ok(Parsed::Manifest { config: raw.config, layers: raw.layers })
 }
 
 pub fn host_arch() -> &'static str {
@@ -194,9 +188,7 @@ pub fn pick_platform(entries: &[Descriptor]) -> Result<&Descriptor, ManifestErro
     entries
         .iter()
         .find(|e| {
-            e.platform
-                .as_ref()
-                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+            e.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch)
                 && (e.media_type.is_empty() || e.media_type == OCI_MANIFEST || e.media_type == DOCKER_MANIFEST)
         })
         .ok_or_else(|| ManifestError::NoPlatform(arch.into()))
@@ -232,20 +224,14 @@ pub fn parse_config(body: &[u8], layers: usize) -> Result<ConfigInfo, ManifestEr
     let raw: RawConfig = serde_json::from_slice(body)?;
     let diff_ids = raw.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != layers {
-        return Err(ManifestError::LayerCount {
-            diff_ids: diff_ids.len(),
-            layers,
-        });
+        return Err(ManifestError::LayerCount { diff_ids: diff_ids.len(), layers });
     }
     for d in &diff_ids {
         if !super::reference::valid_digest(d) {
             return Err(ManifestError::Digest(d.clone()));
         }
     }
-    Ok(ConfigInfo {
-        diff_ids,
-        user: raw.config.and_then(|c| c.user).filter(|u| !u.is_empty()),
-    })
+    Ok(ConfigInfo { diff_ids, user: raw.config.and_then(|c| c.user).filter(|u| !u.is_empty()) })
 }
 
 #[cfg(test)]

@@ -20,10 +20,7 @@ pub fn lookup_names(reference: &str, regs: &registries::Registries) -> Vec<Strin
         return Vec::new();
     };
     if n.is_short() {
-        regs.unqualified_search_registries
-            .iter()
-            .map(|r| n.qualify(r).to_string())
-            .collect()
+        regs.unqualified_search_registries.iter().map(|r| n.qualify(r).to_string()).collect()
     } else {
         vec![n.to_string()]
     }

@@ -38,20 +38,11 @@ pub enum PullError {
     #[error(transparent)]
     Registry(#[from] DistError),
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: String,
-        actual: String,
-    },
+    DigestMismatch { what: String, expected: String, actual: String },
     #[error("{what}: the registry {actual} bytes but the descriptor declares {size}")]
     SizeMismatch { what: String, size: u64, actual: String },
     #[error("{what} declares {size} bytes, more than the limit of {limit} bytes (image.{key})")]
-    DescriptorTooLarge {
-        what: String,
-        size: u64,
-        limit: u64,
-        key: &'static str,
-    },
+    DescriptorTooLarge { what: String, size: u64, limit: u64, key: &'static str },
     #[error("image has {layers} layers, more than the limit of {limit} (image.max_layers; overlayfs stacks at most {OVERLAY_MAX_LAYERS})")]
     TooManyLayers { layers: usize, limit: usize },
     #[error(transparent)]
@@ -100,13 +91,8 @@ fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, PullError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| PullError::Join(e.to_string()))?
-        .map_err(PullError::from)
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, PullError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| PullError::Join(e.to_string()))?.map_err(PullError::from)
 }
 
 /// A pull's hold on the store. The shared gc lock keeps GC from collecting what the pull has
@@ -124,12 +110,7 @@ impl Session {
     async fn open(store: Arc<Store>) -> Result<Session, PullError> {
         let s = store.clone();
         let lock = blocking(move || s.gc_shared()).await?;
-        Ok(Session {
-            store,
-            lock: Some(lock),
-            work: Arc::new(RwLock::new(())),
-            done: false,
-        })
+        Ok(Session { store, lock: Some(lock), work: Arc::new(RwLock::new(())), done: false })
     }
 
     async fn token(&self) -> OwnedRwLockReadGuard<()> {
@@ -137,10 +118,7 @@ impl Session {
     }
 
     /// Runs store work on the blocking pool, holding a work token.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, PullError> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static) -> Result<T, PullError> {
         let token = self.token().await;
         let store = self.store.clone();
         blocking(move || {
@@ -228,8 +206,7 @@ impl Puller {
     }
 
     pub fn registries(&self) -> Result<Registries, PullError> {
-        Registries::load(&self.registries_conf, &self.registries_conf_dir)
-            .map_err(|e| PullError::Resolve(Box::new(e)))
+        Registries::load(&self.registries_conf, &self.registries_conf_dir).map_err(|e| PullError::Resolve(Box::new(e)))
     }
 
     /// Pulls `image`; `creds` (from the CRI request) win over the auth file.
@@ -267,10 +244,7 @@ impl Puller {
         }
         // Nothing of a failed pull stays (blobs and layers other images use are kept).
         session.finish(false).await;
-        Err(PullError::AllFailed {
-            image: image.into(),
-            attempts,
-        })
+        Err(PullError::AllFailed { image: image.into(), attempts })
     }
 
     async fn pull_from(
@@ -290,45 +264,35 @@ impl Puller {
         let top_digest = sha256(&top.body);
         if let Some(want) = &name.digest {
             if *want != top_digest {
-                return Err(PullError::DigestMismatch {
-                    what: format!("manifest of {name}"),
-                    expected: want.clone(),
-                    actual: top_digest,
-                });
+                return Err(PullError::DigestMismatch { what: format!("manifest of {name}"), expected: want.clone(), actual: top_digest });
             }
         }
         let top_type = top.content_type.clone().unwrap_or_default();
-        let (manifest_body, manifest_digest, index_body, config, layers) =
-            match manifest::parse(&top.body, &[&top_type])? {
-                Parsed::Manifest { config, layers } => (top.body, top_digest.clone(), None, config, layers),
-                Parsed::Index(entries) => {
-                    let entry = manifest::pick_platform(&entries)?.clone();
-                    let what = format!("platform manifest {}", entry.digest);
-                    let size = self.declared(&what, &entry, self.limits.registry.manifest, "max_manifest_size")?;
-                    let m = client.manifest(&entry.digest).await?;
-                    let d = sha256(&m.body);
-                    if d != entry.digest {
-                        return Err(PullError::DigestMismatch {
-                            what: format!("platform manifest of {name}"),
-                            expected: entry.digest,
-                            actual: d,
-                        });
-                    }
-                    exact(&what, size, m.body.len() as u64)?;
-                    let ct = m.content_type.clone().unwrap_or_default();
-                    match manifest::parse(&m.body, &[&ct, &entry.media_type])? {
-                        Parsed::Manifest { config, layers } => (m.body, d, Some(top.body), config, layers),
-                        Parsed::Index(_) => {
-                            return Err(manifest::ManifestError::MediaType("nested index".into()).into())
-                        }
-                    }
+        let (manifest_body, manifest_digest, index_body, config, layers) = match manifest::parse(&top.body, &[&top_type])? {
+            Parsed::Manifest { config, layers } => (top.body, top_digest.clone(), None, config, layers),
+            Parsed::Index(entries) => {
+                let entry = manifest::pick_platform(&entries)?.clone();
+                let what = format!("platform manifest {}", entry.digest);
+                let size = self.declared(&what, &entry, self.limits.registry.manifest, "max_manifest_size")?;
+                let m = client.manifest(&entry.digest).await?;
+                let d = sha256(&m.body);
+                if d != entry.digest {
+                    return Err(PullError::DigestMismatch {
+                        what: format!("platform manifest of {name}"),
+                        expected: entry.digest,
+                        actual: d,
+                    });
                 }
-            };
+                exact(&what, size, m.body.len() as u64)?;
+                let ct = m.content_type.clone().unwrap_or_default();
+                match manifest::parse(&m.body, &[&ct, &entry.media_type])? {
+                    Parsed::Manifest { config, layers } => (m.body, d, Some(top.body), config, layers),
+                    Parsed::Index(_) => return Err(manifest::ManifestError::MediaType("nested index".into()).into()),
+                }
+            }
+        };
         if layers.len() > self.limits.max_layers {
-            return Err(PullError::TooManyLayers {
-                layers: layers.len(),
-                limit: self.limits.max_layers,
-            });
+            return Err(PullError::TooManyLayers { layers: layers.len(), limit: self.limits.max_layers });
         }
         self.declared(&format!("image config {}", config.digest), &config, self.limits.registry.config, "max_config_size")?;
 
@@ -411,9 +375,7 @@ impl Puller {
                 return Err(PullError::SizeMismatch { what, size, actual: format!("announces {l}") });
             }
         }
-        let mut f = tokio::fs::File::create(tmp.path())
-            .await
-            .map_err(super::store::ioe(tmp.path()))?;
+        let mut f = tokio::fs::File::create(tmp.path()).await.map_err(super::store::ioe(tmp.path()))?;
         let mut h = Sha256::new();
         let mut n: u64 = 0;
         while let Some(chunk) = client.chunk(&mut resp, &url).await? {
@@ -430,11 +392,7 @@ impl Puller {
         exact(&what, size, n)?;
         let actual = format!("sha256:{}", hex::encode(h.finalize()));
         if actual != desc.digest {
-            return Err(PullError::DigestMismatch {
-                what: format!("blob from {url}"),
-                expected: desc.digest.clone(),
-                actual,
-            });
+            return Err(PullError::DigestMismatch { what: format!("blob from {url}"), expected: desc.digest.clone(), actual });
         }
         let d = desc.digest.clone();
         session
@@ -452,11 +410,7 @@ fn exact(what: &str, size: u64, actual: u64) -> Result<(), PullError> {
     if actual == size {
         Ok(())
     } else {
-        Err(PullError::SizeMismatch {
-            what: what.into(),
-            size,
-            actual: format!("sent {actual}"),
-        })
+        Err(PullError::SizeMismatch { what: what.into(), size, actual: format!("sent {actual}") })
     }
 }
 

@@ -18,16 +18,14 @@ pub struct ImageName {
 }
 
 pub fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    d.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn valid_repo(r: &str) -> bool {
     !r.is_empty()
         && r.split('/').all(|c| {
             !c.is_empty()
-                && c.bytes()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+                && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         })
 }
@@ -40,9 +38,7 @@ fn valid_tag(t: &str) -> bool {
 }
 
 fn valid_registry(r: &str) -> bool {
-    !r.is_empty()
-        && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 impl ImageName {
@@ -72,9 +68,7 @@ impl ImageName {
             None => (rest, None),
         };
         let (registry, repository) = match name.split_once('/') {
-            Some((first, repo))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, repo)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 (first.to_string(), repo.to_string())
             }
             _ => (String::new(), name.to_string()),
@@ -85,12 +79,7 @@ impl ImageName {
         if !valid_repo(&repository) {
             return Err(err("invalid repository name (lowercase letters, digits, . _ - and /)"));
         }
-        let mut n = ImageName {
-            registry,
-            repository,
-            tag,
-            digest,
-        };
+        let mut n = ImageName { registry, repository, tag, digest };
         if n.tag.is_none() && n.digest.is_none() {
             n.tag = Some("latest".into());
         }

@@ -10,16 +10,9 @@ use super::reference::ImageName;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistriesError {
     #[error("registries file {file}: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("registries file {file}: key `{key}`: {message}")]
-    Invalid {
-        file: PathBuf,
-        key: String,
-        message: String,
-    },
+    Invalid { file: PathBuf, key: String, message: String },
     #[error("image {0}: registry is blocked by registries configuration")]
     Blocked(String),
     #[error("short name {0:?} cannot be resolved: no unqualified-search-registries configured")]
@@ -89,11 +82,7 @@ pub struct Registries {
 
 impl Default for Registries {
     fn default() -> Self {
-        Registries {
-            unqualified_search_registries: vec!["docker.io".into()],
-            registries: Vec::new(),
-            aliases: Default::default(),
-        }
+        Registries { unqualified_search_registries: vec!["docker.io".into()], registries: Vec::new(), aliases: Default::default() }
     }
 }
 
@@ -118,9 +107,7 @@ fn prefix_matches(prefix: &str, name: &str) -> bool {
         let host = name.split('/').next().unwrap_or("");
         return host.ends_with(&prefix[1..]);
     }
-    name == prefix
-        || (name.starts_with(prefix)
-            && matches!(name.as_bytes()[prefix.len()], b'/' | b':' | b'@'))
+    name == prefix || (name.starts_with(prefix) && matches!(name.as_bytes()[prefix.len()], b'/' | b':' | b'@'))
 }
 
 fn split_location(loc: &str) -> (String, String) {
@@ -136,11 +123,7 @@ impl Registries {
         let mut regs = Registries::default();
         let mut files = vec![file.to_path_buf()];
         if let Ok(rd) = std::fs::read_dir(dir) {
-            let mut more: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-                .collect();
+            let mut more: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "conf")).collect();
             more.sort();
             files.extend(more);
         }
@@ -156,12 +139,11 @@ impl Registries {
     }
 
     fn apply(&mut self, file: &Path, text: &str) -> Result<(), RegistriesError> {
-        let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|e| RegistriesError::Invalid {
-                file: file.to_path_buf(),
-                key: e.path().to_string(),
-                message: e.inner().message().to_string(),
-            })?;
+        let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| RegistriesError::Invalid {
+            file: file.to_path_buf(),
+            key: e.path().to_string(),
+            message: e.inner().message().to_string(),
+        })?;
         let _ = (&raw.short_name_mode, &raw.credential_helpers);
         if let Some(u) = raw.unqualified_search_registries {
             self.unqualified_search_registries = u;
@@ -196,11 +178,7 @@ impl Registries {
                 if m.location.is_empty() {
                     return Err(bad(&format!("mirror[{j}].location"), "must not be empty".into()));
                 }
-                mirrors.push(Mirror {
-                    location: m.location.clone(),
-                    insecure: m.insecure,
-                    pull_from_mirror: pfm,
-                });
+                mirrors.push(Mirror { location: m.location.clone(), insecure: m.insecure, pull_from_mirror: pfm });
             }
             let reg = Registry {
                 prefix: prefix.clone(),
@@ -219,10 +197,7 @@ impl Registries {
 
     /// The registry entry with the longest matching prefix.
     pub fn find(&self, name: &str) -> Option<&Registry> {
-        self.registries
-            .iter()
-            .filter(|r| prefix_matches(&r.prefix, name))
-            .max_by_key(|r| r.prefix.len())
+        self.registries.iter().filter(|r| prefix_matches(&r.prefix, name)).max_by_key(|r| r.prefix.len())
     }
 
     /// Every candidate for an image reference (several for a short name), with endpoints.
@@ -240,10 +215,7 @@ impl Registries {
                 if self.unqualified_search_registries.is_empty() {
                     return Err(Box::new(RegistriesError::NoSearchRegistries(image.into())));
                 }
-                self.unqualified_search_registries
-                    .iter()
-                    .map(|r| parsed.qualify(r))
-                    .collect()
+                self.unqualified_search_registries.iter().map(|r| parsed.qualify(r)).collect()
             }
         } else {
             vec![parsed]
@@ -269,12 +241,7 @@ impl Registries {
         let full = n.name();
         let Some(reg) = self.find(&full) else {
             let (registry, repository) = split_location(&full);
-            return Ok(vec![Endpoint {
-                registry,
-                repository,
-                insecure: false,
-                mirror: false,
-            }]);
+            return Ok(vec![Endpoint { registry, repository, insecure: false, mirror: false }]);
         };
         if reg.blocked {
             return Err(RegistriesError::Blocked(n.to_string()));
@@ -296,21 +263,11 @@ impl Registries {
             };
             if allowed {
                 let (registry, repository) = rewrite(&m.location);
-                eps.push(Endpoint {
-                    registry,
-                    repository,
-                    insecure: m.insecure,
-                    mirror: true,
-                });
+                eps.push(Endpoint { registry, repository, insecure: m.insecure, mirror: true });
             }
         }
         let (registry, repository) = rewrite(&reg.location);
-        eps.push(Endpoint {
-            registry,
-            repository,
-            insecure: reg.insecure,
-            mirror: false,
-        });
+        eps.push(Endpoint { registry, repository, insecure: reg.insecure, mirror: false });
         Ok(eps)
     }
 }

@@ -44,15 +44,7 @@ fn mount_from(cwd: &Path, target: CString, data: CString) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         std::env::set_current_dir(&cwd)?;
-        let r = unsafe {
-            libc::mount(
-                c"overlay".as_ptr(),
-                target.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
+        let r = unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), 0, data.as_ptr().cast()) };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -87,14 +79,26 @@ fn mount_idmapped(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path, 
     for l in lowers {
         let p = c(l)?;
         // SAFETY: a NUL-terminated path; the fd returned is new and ours.
-        let fd = cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) })
-            .map_err(|e| io::Error::new(e.kind(), format!("clone layer {}: {e}", l.display())))?;
+        let fd =
+            cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) })
+                .map_err(|e| io::Error::new(e.kind(), format!("clone layer {}: {e}", l.display())))?;
         let tree = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut attr = libc::mount_attr { attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: ns.as_raw_fd() as u64 };
+        let mut attr = libc::mount_attr {
+            attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: ns.as_raw_fd() as u64,
+        };
         // SAFETY: valid fd, empty path, a mount_attr of the size passed.
         cvt(unsafe {
-            libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH as libc::c_uint,
-                &mut attr as *mut libc::mount_attr, std::mem::size_of::<libc::mount_attr>())
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                &mut attr as *mut libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
+            )
         })
         .map_err(|e| io::Error::new(e.kind(), format!("id-map layer {}: {e}", l.display())))?;
         trees.push(tree);
@@ -113,15 +117,26 @@ fn mount_idmapped(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path, 
     set(c"upperdir", &c(upper)?)?;
     set(c"workdir", &c(work)?)?;
     // SAFETY: valid fd; no key or value for CMD_CREATE.
-    cvt(unsafe { libc::syscall(libc::SYS_fsconfig, fsfd.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0) })
-        .map_err(|e| io::Error::new(e.kind(), format!("create overlay: {e}{}", fs_log(&fsfd))))?;
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fsfd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("create overlay: {e}{}", fs_log(&fsfd))))?;
     // SAFETY: valid fd.
     let mnt = unsafe { OwnedFd::from_raw_fd(cvt(libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, 0))?) };
     let target = c(merged)?;
     // SAFETY: valid fd, empty source path, NUL-terminated target path.
-    cvt(unsafe { libc::syscall(libc::SYS_move_mount, mnt.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH) })
-        .map(|_| ())
-        .map_err(|e| io::Error::new(e.kind(), format!("attach overlay on {}: {e}", merged.display())))
+    cvt(unsafe {
+        libc::syscall(libc::SYS_move_mount, mnt.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH)
+    })
+    .map(|_| ())
+    .map_err(|e| io::Error::new(e.kind(), format!("attach overlay on {}: {e}", merged.display())))
 }
 
 /// The kernel's messages about a failed fsconfig (read from the fs context fd), for the error.
@@ -160,9 +175,7 @@ impl Store {
         if !valid_container_id(container_id) {
             return Err(StoreError::BadContainerId(container_id.into()));
         }
-        let rec = self
-            .find_image(image_id, &[])?
-            .ok_or_else(|| StoreError::NotFound(image_id.into()))?;
+        let rec = self.find_image(image_id, &[])?.ok_or_else(|| StoreError::NotFound(image_id.into()))?;
         let dir = self.root().join("containers").join(container_id);
         if dir.join("merged").exists() {
             return Err(StoreError::RootfsExists(container_id.into()));
@@ -191,7 +204,10 @@ impl Store {
         if let Some((tar, opts)) = diff {
             if let Err(e) = super::unpack::unpack_layer(tar, &upper, opts) {
                 let _ = fs::remove_dir_all(&dir);
-                return Err(StoreError::Mount { container: container_id.into(), source: io::Error::other(format!("rootfs diff {}: {e}", tar.display())) });
+                return Err(StoreError::Mount {
+                    container: container_id.into(),
+                    source: io::Error::other(format!("rootfs diff {}: {e}", tar.display())),
+                });
             }
         }
         // overlayfs wants the top layer first. mount(2) takes at most one page of options,
@@ -207,10 +223,7 @@ impl Store {
             fs::create_dir_all(&empty).map_err(ioe(&empty))?;
             targets.push(empty);
         }
-        let mount_err = |e| StoreError::Mount {
-            container: container_id.into(),
-            source: e,
-        };
+        let mount_err = |e| StoreError::Mount { container: container_id.into(), source: e };
         if let Some(m) = idmap {
             if let Err(e) = mount_idmapped(&targets, &upper, &work, &merged, &m.userns) {
                 let _ = fs::remove_dir_all(&dir);
@@ -256,16 +269,10 @@ impl Store {
         let dir = self.root().join("containers").join(container_id);
         let merged = dir.join("merged");
         if is_mountpoint(&merged) {
-            let t = c(&merged).map_err(|e| StoreError::Mount {
-                container: container_id.into(),
-                source: e,
-            })?;
+            let t = c(&merged).map_err(|e| StoreError::Mount { container: container_id.into(), source: e })?;
             // SAFETY: valid C string.
             if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } < 0 {
-                return Err(StoreError::Mount {
-                    container: container_id.into(),
-                    source: io::Error::last_os_error(),
-                });
+                return Err(StoreError::Mount { container: container_id.into(), source: io::Error::last_os_error() });
             }
         }
         match fs::remove_dir_all(&dir) {

@@ -12,11 +12,11 @@
 //! Everything becomes visible by `rename(2)` of a fsynced temp file or directory, so a crash
 //! leaves only garbage in `tmp/`, never a partial blob, layer or image.
 
-use std::os::unix::fs::PermissionsExt;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,11 +32,7 @@ pub enum StoreError {
     #[error("image store {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: String,
-        actual: String,
-    },
+    DigestMismatch { what: String, expected: String, actual: String },
     #[error("invalid digest {0:?}")]
     BadDigest(String),
     #[error("image {0:?} not found")]
@@ -56,11 +52,7 @@ pub enum StoreError {
         source: UnpackError,
     },
     #[error("layer {digest}: diff_id {actual} does not match the image config's {expected}")]
-    DiffIdMismatch {
-        digest: String,
-        expected: String,
-        actual: String,
-    },
+    DiffIdMismatch { digest: String, expected: String, actual: String },
     #[error("mounting rootfs of {container}: {source}")]
     Mount { container: String, source: io::Error },
 }
@@ -152,10 +144,7 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 pub(crate) fn valid_container_id(id: &str) -> bool {
@@ -174,12 +163,7 @@ impl Store {
         // nothing here) walks to its own `containers/<id>` (0700, owned by it) by name.
         let cdir = root.join("containers");
         fs::set_permissions(&cdir, fs::Permissions::from_mode(0o711)).map_err(ioe(&cdir))?;
-        let s = Store {
-            root: root.to_path_buf(),
-            opts,
-            inflight: Mutex::new(HashMap::new()),
-            counter: AtomicU64::new(0),
-        };
+        let s = Store { root: root.to_path_buf(), opts, inflight: Mutex::new(HashMap::new()), counter: AtomicU64::new(0) };
         // Leftovers of an interrupted pull/import are removed, unless another process
         // (daemon or CLI) is using the store right now.
         if let Ok(_g) = flock(&root.join("gc.lock"), true, true) {
@@ -232,9 +216,7 @@ impl Store {
     /// A fresh unique temporary path under `tmp/`.
     pub fn tmp_path(&self, what: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.root
-            .join("tmp")
-            .join(format!("{what}-{}-{n}-{}", std::process::id(), now()))
+        self.root.join("tmp").join(format!("{what}-{}-{n}-{}", std::process::id(), now()))
     }
 
     /// Shared lock held by pulls/imports so garbage collection never sees half-made images.
@@ -296,11 +278,7 @@ impl Store {
         if let Some(e) = expected {
             if e != actual {
                 let _ = fs::remove_file(&tmp);
-                return Err(StoreError::DigestMismatch {
-                    what: src.display().to_string(),
-                    expected: e.to_string(),
-                    actual,
-                });
+                return Err(StoreError::DigestMismatch { what: src.display().to_string(), expected: e.to_string(), actual });
             }
         }
         if self.has_blob(&actual) {
@@ -331,15 +309,9 @@ impl Store {
         let meta = self.layer_dir(digest)?.join("layer.json");
         match fs::read(&meta) {
             Ok(b) => {
-                let m: LayerMeta = serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
-                    path: meta.clone(),
-                    message: e.to_string(),
-                })?;
-                Ok(Some(LayerRef {
-                    digest: digest.to_string(),
-                    diff_id: m.diff_id,
-                    size: m.size,
-                }))
+                let m: LayerMeta =
+                    serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt { path: meta.clone(), message: e.to_string() })?;
+                Ok(Some(LayerRef { digest: digest.to_string(), diff_id: m.diff_id, size: m.size }))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ioe(meta)(e)),
@@ -351,11 +323,7 @@ impl Store {
         if let Some(l) = self.layer(digest)? {
             if let Some(e) = expected_diff_id {
                 if e != l.diff_id {
-                    return Err(StoreError::DiffIdMismatch {
-                        digest: digest.into(),
-                        expected: e.into(),
-                        actual: l.diff_id,
-                    });
+                    return Err(StoreError::DiffIdMismatch { digest: digest.into(), expected: e.into(), actual: l.diff_id });
                 }
             }
             return Ok(l);
@@ -365,19 +333,11 @@ impl Store {
         let diff = tmp.join("diff");
         fs::create_dir_all(&diff).map_err(ioe(&diff))?;
         let res = (|| {
-            let Unpacked { diff_id, size } = unpack::unpack_layer(&blob, &diff, self.opts).map_err(|e| {
-                StoreError::Unpack {
-                    digest: digest.to_string(),
-                    source: e,
-                }
-            })?;
+            let Unpacked { diff_id, size } =
+                unpack::unpack_layer(&blob, &diff, self.opts).map_err(|e| StoreError::Unpack { digest: digest.to_string(), source: e })?;
             if let Some(e) = expected_diff_id {
                 if e != diff_id {
-                    return Err(StoreError::DiffIdMismatch {
-                        digest: digest.into(),
-                        expected: e.into(),
-                        actual: diff_id,
-                    });
+                    return Err(StoreError::DiffIdMismatch { digest: digest.into(), expected: e.into(), actual: diff_id });
                 }
             }
             let meta = serde_json::to_vec(&LayerMeta { diff_id: diff_id.clone(), size }).unwrap_or_default();
@@ -397,11 +357,7 @@ impl Store {
             }
             fsync_dir(&self.root.join("layers"))?;
             tracing::debug!(digest, diff_id, size, "layer unpacked");
-            Ok(LayerRef {
-                digest: digest.to_string(),
-                diff_id,
-                size,
-            })
+            Ok(LayerRef { digest: digest.to_string(), diff_id, size })
         })();
         if res.is_err() {
             let _ = fs::remove_dir_all(&tmp);
@@ -467,10 +423,7 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(ioe(p)(e)),
             };
-            out.push(serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
-                path: p.clone(),
-                message: e.to_string(),
-            })?);
+            out.push(serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt { path: p.clone(), message: e.to_string() })?);
         }
         out.sort_by(|a: &ImageRecord, b| a.id.cmp(&b.id));
         Ok(out)
@@ -488,10 +441,7 @@ impl Store {
             }
         }
         for n in names.iter().map(String::as_str).chain(std::iter::once(reference)) {
-            if let Some(i) = imgs
-                .iter()
-                .find(|i| i.repo_tags.iter().any(|t| t == n) || i.repo_digests.iter().any(|d| d == n))
-            {
+            if let Some(i) = imgs.iter().find(|i| i.repo_tags.iter().any(|t| t == n) || i.repo_digests.iter().any(|d| d == n)) {
                 return Ok(Some(i.clone()));
             }
         }
@@ -561,12 +511,8 @@ impl Store {
             return Ok(None);
         };
         // Removing one tag of an image that has other tags only untags it.
-        let tags: Vec<String> = names
-            .iter()
-            .chain(std::iter::once(&reference.to_string()))
-            .filter(|n| rec.repo_tags.contains(n))
-            .cloned()
-            .collect();
+        let tags: Vec<String> =
+            names.iter().chain(std::iter::once(&reference.to_string())).filter(|n| rec.repo_tags.contains(n)).cloned().collect();
         if !tags.is_empty() && rec.repo_tags.len() > tags.len() {
             rec.repo_tags.retain(|t| !tags.contains(t));
             self.write_record(&rec)?;
@@ -574,10 +520,7 @@ impl Store {
         }
         let users = self.image_users(&rec.id)?;
         if !users.is_empty() {
-            return Err(StoreError::InUse {
-                image: rec.id.clone(),
-                containers: users.join(", "),
-            });
+            return Err(StoreError::InUse { image: rec.id.clone(), containers: users.join(", ") });
         }
         let p = self.image_path(&rec.id)?;
         fs::remove_file(&p).map_err(ioe(&p))?;

@@ -7,6 +7,7 @@
 //! devices, `trusted.overlay.opaque=y`). The decompressed stream is size-limited and hashed
 //! (the layer's diff_id).
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -14,7 +15,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::rc::Rc;
-use std::cell::Cell;
 
 use sha2::{Digest, Sha256};
 
@@ -35,11 +35,7 @@ pub enum UnpackError {
     #[error("layer decompresses to more than the limit of {limit} bytes (image.max_layer_size)")]
     TooLarge { limit: u64 },
     #[error("layer entry {path:?}: {op}: {source}")]
-    Io {
-        path: String,
-        op: &'static str,
-        source: io::Error,
-    },
+    Io { path: String, op: &'static str, source: io::Error },
     #[error("reading layer: {0}")]
     Read(io::Error),
 }
@@ -127,13 +123,7 @@ fn open_beneath(root: RawFd, rel: &[OsString]) -> io::Result<OwnedFd> {
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: valid pointers for the duration of the call.
     let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
+        libc::syscall(libc::SYS_openat2, root, path.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -152,11 +142,7 @@ fn io_err<'a>(path: &'a str, op: &'static str) -> impl FnOnce(io::Error) -> Unpa
         if source.raw_os_error() == Some(libc::EXDEV) || source.raw_os_error() == Some(libc::ELOOP) {
             UnpackError::Escape { path: path.to_string() }
         } else {
-            UnpackError::Io {
-                path: path.to_string(),
-                op,
-                source,
-            }
+            UnpackError::Io { path: path.to_string(), op, source }
         }
     }
 }
@@ -183,8 +169,7 @@ impl Ctx {
                             return Err(io_err(shown, "mkdir parent")(e));
                         }
                     }
-                    cur = open_beneath(self.root.as_raw_fd(), &comps[..=i])
-                        .map_err(io_err(shown, "open parent"))?;
+                    cur = open_beneath(self.root.as_raw_fd(), &comps[..=i]).map_err(io_err(shown, "open parent"))?;
                 }
                 Err(e) => return Err(io_err(shown, "open parent")(e)),
             }
@@ -208,9 +193,8 @@ fn remove_existing(dir: RawFd, name: &CStr, keep_dir: bool) -> io::Result<bool> 
     if is_dir {
         // Replace a directory by a non-directory: remove the subtree beneath the layer root.
         // SAFETY: valid fd / string.
-        let fd = check(unsafe {
-            libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        })?;
+        let fd =
+            check(unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) })?;
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         remove_tree_at(owned)?;
         check(unsafe { libc::unlinkat(dir, name.as_ptr(), libc::AT_REMOVEDIR) })?;
@@ -222,10 +206,7 @@ fn remove_existing(dir: RawFd, name: &CStr, keep_dir: bool) -> io::Result<bool> 
 
 fn remove_tree_at(dir: OwnedFd) -> io::Result<()> {
     let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    let names: Vec<OsString> = std::fs::read_dir(&path)?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let names: Vec<OsString> = std::fs::read_dir(&path)?.flatten().map(|e| e.file_name()).collect();
     for n in names {
         let c = cstr(&n)?;
         remove_existing(dir.as_raw_fd(), &c, false)?;
@@ -241,10 +222,7 @@ fn set_meta(fd: RawFd, uid: u64, gid: u64, mode: u32, mtime: u64, xattrs: &[(Str
         let key = CString::new(k.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         check(unsafe { libc::fsetxattr(fd, key.as_ptr(), v.as_ptr().cast(), v.len(), 0) })?;
     }
-    let ts = [
-        libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
-        libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
-    ];
+    let ts = [libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 }, libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 }];
     check(unsafe { libc::futimens(fd, ts.as_ptr()) })?;
     Ok(())
 }
@@ -256,9 +234,7 @@ fn components(raw: &Path, shown: &str) -> Result<Vec<OsString>, UnpackError> {
         match c {
             Component::Normal(n) => out.push(n.to_os_string()),
             Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(UnpackError::Absolute { path: shown.into() })
-            }
+            Component::RootDir | Component::Prefix(_) => return Err(UnpackError::Absolute { path: shown.into() }),
             Component::ParentDir => return Err(UnpackError::DotDot { path: shown.into() }),
         }
     }
@@ -282,12 +258,7 @@ pub fn unpack_layer(blob: &Path, dest: &Path, opts: UnpackOptions) -> Result<Unp
 
 pub fn unpack_stream(reader: Box<dyn Read>, dest: &Path, opts: UnpackOptions) -> Result<Unpacked, UnpackError> {
     let count = Rc::new(Cell::new(0u64));
-    let meter = Meter {
-        inner: reader,
-        hasher: Sha256::new(),
-        count: count.clone(),
-        limit: opts.max_size,
-    };
+    let meter = Meter { inner: reader, hasher: Sha256::new(), count: count.clone(), limit: opts.max_size };
     let root = File::open(dest).map_err(UnpackError::Read)?;
     let ctx = Ctx { root: root.into(), opts };
     let mut archive = tar::Archive::new(meter);
@@ -312,10 +283,7 @@ pub fn unpack_stream(reader: Box<dyn Read>, dest: &Path, opts: UnpackOptions) ->
     io::copy(&mut meter, &mut io::sink()).map_err(|e| too_large(UnpackError::Read(e)))?;
     // SAFETY: valid fd; flush the unpacked files before the layer is published.
     unsafe { libc::syncfs(ctx.root.as_raw_fd()) };
-    Ok(Unpacked {
-        diff_id: format!("sha256:{}", hex::encode(meter.hasher.finalize())),
-        size: count.get(),
-    })
+    Ok(Unpacked { diff_id: format!("sha256:{}", hex::encode(meter.hasher.finalize())), size: count.get() })
 }
 
 fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), UnpackError> {
@@ -350,8 +318,7 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
     if name_b == b".wh..wh..opq" {
         let key = c"trusted.overlay.opaque";
         // SAFETY: valid fd / pointers.
-        check(unsafe { libc::fsetxattr(pfd, key.as_ptr(), b"y".as_ptr().cast(), 1, 0) })
-            .map_err(io_err(&shown, "set opaque xattr"))?;
+        check(unsafe { libc::fsetxattr(pfd, key.as_ptr(), b"y".as_ptr().cast(), 1, 0) }).map_err(io_err(&shown, "set opaque xattr"))?;
         return Ok(());
     }
     if let Some(target) = name_b.strip_prefix(b".wh.") {
@@ -360,8 +327,7 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
         }
         let c = cstr(OsStr::from_bytes(target)).map_err(io_err(&shown, "name"))?;
         remove_existing(pfd, &c, false).map_err(io_err(&shown, "replace"))?;
-        check(unsafe { libc::mknodat(pfd, c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) })
-            .map_err(io_err(&shown, "mknod whiteout"))?;
+        check(unsafe { libc::mknodat(pfd, c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) }).map_err(io_err(&shown, "mknod whiteout"))?;
         return Ok(());
     }
 
@@ -379,12 +345,7 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
         T::Regular | T::Continuous => {
             remove_existing(pfd, &cname, false).map_err(io_err(&shown, "replace"))?;
             let fd = check(unsafe {
-                libc::openat(
-                    pfd,
-                    cname.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    0o600,
-                )
+                libc::openat(pfd, cname.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600)
             })
             .map_err(io_err(&shown, "create"))?;
             let mut file = unsafe { File::from_raw_fd(fd) };
@@ -440,10 +401,8 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
             let major = hdr.device_major().ok().flatten().unwrap_or(0);
             let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
             remove_existing(pfd, &cname, false).map_err(io_err(&shown, "replace"))?;
-            check(unsafe {
-                libc::mknodat(pfd, cname.as_ptr(), fmt | (mode & 0o7777), libc::makedev(major, minor))
-            })
-            .map_err(io_err(&shown, "mknod"))?;
+            check(unsafe { libc::mknodat(pfd, cname.as_ptr(), fmt | (mode & 0o7777), libc::makedev(major, minor)) })
+                .map_err(io_err(&shown, "mknod"))?;
             check(unsafe { libc::fchownat(pfd, cname.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) })
                 .map_err(io_err(&shown, "chown"))?;
         }

@@ -15,20 +15,46 @@ use std::time::Duration;
 /// Every CRI v1 RPC: operation labels come only from this list, so a client calling made-up
 /// method names cannot grow the label set without bound.
 pub const OPERATIONS: &[&str] = &[
-    "Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox",
-    "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "ListContainers", "ContainerStatus",
-    "UpdateContainerResources", "ReopenContainerLog", "ExecSync", "Exec", "Attach", "PortForward", "ContainerStats",
-    "ListContainerStats", "PodSandboxStats", "ListPodSandboxStats", "UpdateRuntimeConfig", "Status",
-    "CheckpointContainer", "GetContainerEvents", "ListMetricDescriptors", "ListPodSandboxMetrics", "RuntimeConfig",
-    "ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo",
+    "Version",
+    "RunPodSandbox",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+    "PodSandboxStatus",
+    "ListPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "ListContainers",
+    "ContainerStatus",
+    "UpdateContainerResources",
+    "ReopenContainerLog",
+    "ExecSync",
+    "Exec",
+    "Attach",
+    "PortForward",
+    "ContainerStats",
+    "ListContainerStats",
+    "PodSandboxStats",
+    "ListPodSandboxStats",
+    "UpdateRuntimeConfig",
+    "Status",
+    "CheckpointContainer",
+    "GetContainerEvents",
+    "ListMetricDescriptors",
+    "ListPodSandboxMetrics",
+    "RuntimeConfig",
+    "ListImages",
+    "ImageStatus",
+    "PullImage",
+    "RemoveImage",
+    "ImageFsInfo",
 ];
 
 /// The operation label of a gRPC path (`/runtime.v1.RuntimeService/Version` → `Version`);
 /// anything else is `unknown`.
 pub fn operation(path: &str) -> &'static str {
-    let method = path
-        .strip_prefix("/runtime.v1.RuntimeService/")
-        .or_else(|| path.strip_prefix("/runtime.v1.ImageService/"));
+    let method = path.strip_prefix("/runtime.v1.RuntimeService/").or_else(|| path.strip_prefix("/runtime.v1.ImageService/"));
     method.and_then(|m| OPERATIONS.iter().find(|o| **o == m).copied()).unwrap_or("unknown")
 }
 

@@ -31,49 +31,31 @@ const fn d(name: &'static str, help: &'static str, kind: cri::MetricType, extra:
 pub const LAST_SEEN: Desc = d("container_last_seen", "Last time a container was seen by the exporter", Gauge, &[]);
 pub const START_TIME: Desc = d("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", Gauge, &[]);
 pub const CPU_USAGE: Desc = d("container_cpu_usage_seconds_total", "Cumulative cpu time consumed in seconds.", Counter, &["cpu"]);
-pub const MEMORY_USAGE: Desc = d(
-    "container_memory_usage_bytes",
-    "Current memory usage in bytes, including all memory regardless of when it was accessed",
-    Gauge,
-    &[],
-);
+pub const MEMORY_USAGE: Desc =
+    d("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed", Gauge, &[]);
 pub const MEMORY_WORKING_SET: Desc = d("container_memory_working_set_bytes", "Current working set in bytes.", Gauge, &[]);
 pub const MEMORY_RSS: Desc = d("container_memory_rss", "Size of RSS in bytes.", Gauge, &[]);
 pub const MEMORY_CACHE: Desc = d("container_memory_cache", "Number of bytes of page cache memory.", Gauge, &[]);
-pub const MEMORY_FAILURES: Desc = d(
-    "container_memory_failures_total",
-    "Cumulative count of memory allocation failures.",
-    Counter,
-    &["failure_type", "scope"],
-);
+pub const MEMORY_FAILURES: Desc =
+    d("container_memory_failures_total", "Cumulative count of memory allocation failures.", Counter, &["failure_type", "scope"]);
 pub const MEMORY_LIMIT: Desc = d("container_spec_memory_limit_bytes", "Memory limit for the container.", Gauge, &[]);
 pub const PROCESSES: Desc = d("container_processes", "Number of processes running inside the container.", Gauge, &[]);
-pub const FS_USAGE: Desc = d("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", Gauge, &[]);
+pub const FS_USAGE: Desc =
+    d("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", Gauge, &[]);
 
 const IFACE: &[&str] = &["interface"];
 pub const NET_RX_BYTES: Desc = d("container_network_receive_bytes_total", "Cumulative count of bytes received", Counter, IFACE);
 pub const NET_RX_PACKETS: Desc = d("container_network_receive_packets_total", "Cumulative count of packets received", Counter, IFACE);
-pub const NET_RX_ERRORS: Desc = d("container_network_receive_errors_total", "Cumulative count of errors encountered while receiving", Counter, IFACE);
-pub const NET_RX_DROPPED: Desc = d(
-    "container_network_receive_packets_dropped_total",
-    "Cumulative count of packets dropped while receiving",
-    Counter,
-    IFACE,
-);
+pub const NET_RX_ERRORS: Desc =
+    d("container_network_receive_errors_total", "Cumulative count of errors encountered while receiving", Counter, IFACE);
+pub const NET_RX_DROPPED: Desc =
+    d("container_network_receive_packets_dropped_total", "Cumulative count of packets dropped while receiving", Counter, IFACE);
 pub const NET_TX_BYTES: Desc = d("container_network_transmit_bytes_total", "Cumulative count of bytes transmitted", Counter, IFACE);
 pub const NET_TX_PACKETS: Desc = d("container_network_transmit_packets_total", "Cumulative count of packets transmitted", Counter, IFACE);
-pub const NET_TX_ERRORS: Desc = d(
-    "container_network_transmit_errors_total",
-    "Cumulative count of errors encountered while transmitting",
-    Counter,
-    IFACE,
-);
-pub const NET_TX_DROPPED: Desc = d(
-    "container_network_transmit_packets_dropped_total",
-    "Cumulative count of packets dropped while transmitting",
-    Counter,
-    IFACE,
-);
+pub const NET_TX_ERRORS: Desc =
+    d("container_network_transmit_errors_total", "Cumulative count of errors encountered while transmitting", Counter, IFACE);
+pub const NET_TX_DROPPED: Desc =
+    d("container_network_transmit_packets_dropped_total", "Cumulative count of packets dropped while transmitting", Counter, IFACE);
 
 /// Every metric, in the order they are announced.
 pub const ALL: &[&Desc] = &[

@@ -125,14 +125,24 @@ mod tests {
             timestamp: 1_700_000_000_500_000_000,
             usage: Some(Usage {
                 cpu_ns: Some(2_700_000_000),
-                memory: Some(Memory { usage: 100, working_set: 80, rss: 50, cache: Some(30), limit: None, page_faults: 7, major_page_faults: 1, available: None }),
+                memory: Some(Memory {
+                    usage: 100,
+                    working_set: 80,
+                    rss: 50,
+                    cache: Some(30),
+                    limit: None,
+                    page_faults: 7,
+                    major_page_faults: 1,
+                    available: None,
+                }),
                 pids: Some(3),
             }),
             writable: Some(DirUsage { bytes: 4096, inodes: 2 }),
         };
         let ms = container(&base(), 1_600_000_000_000_000_000, &r);
         let ifs = [net::Interface { name: "eth0".into(), rx_bytes: 10, tx_bytes: 20, ..Default::default() }];
-        let all: Vec<cri::Metric> = ms.iter().cloned().chain(network(&Base { container: POD_CONTAINER.into(), ..base() }, r.timestamp, &ifs)).collect();
+        let all: Vec<cri::Metric> =
+            ms.iter().cloned().chain(network(&Base { container: POD_CONTAINER.into(), ..base() }, r.timestamp, &ifs)).collect();
         for m in &all {
             let desc = d::ALL.iter().find(|x| x.name == m.name).unwrap_or_else(|| panic!("{} has no descriptor", m.name));
             assert_eq!(m.label_values.len(), desc.label_keys().len(), "{}", m.name);
@@ -166,7 +176,13 @@ mod tests {
     fn what_was_not_measured_is_left_out() {
         let r = Reading { timestamp: 5, usage: Some(Usage { cpu_ns: None, memory: Some(Memory::default()), pids: None }), writable: None };
         let ms = container(&base(), 0, &r);
-        for absent in ["container_cpu_usage_seconds_total", "container_memory_cache", "container_processes", "container_fs_usage_bytes", "container_start_time_seconds"] {
+        for absent in [
+            "container_cpu_usage_seconds_total",
+            "container_memory_cache",
+            "container_processes",
+            "container_fs_usage_bytes",
+            "container_start_time_seconds",
+        ] {
             assert_eq!(value(&ms, absent), None, "{absent}");
         }
         assert_eq!(value(&ms, "container_memory_usage_bytes"), Some(0));

@@ -64,10 +64,7 @@ pub fn capability_args(pod: &PodNetwork) -> Map<String, Value> {
         }
     }
     if let Some(d) = &pod.dns {
-        m.insert(
-            "dns".into(),
-            json!({ "servers": d.servers, "searches": d.searches, "options": d.options }),
-        );
+        m.insert("dns".into(), json!({ "servers": d.servers, "searches": d.searches, "options": d.options }));
     }
     m
 }
@@ -148,7 +145,10 @@ mod tests {
         assert_eq!(c0["cniVersion"], "1.0.0");
         let prev = json!({"cniVersion":"1.0.0"});
         let c1 = plugin_config(&list, 1, &caps, Some(&prev));
-        assert_eq!(c1["runtimeConfig"], json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"127.0.0.1"}]}));
+        assert_eq!(
+            c1["runtimeConfig"],
+            json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"127.0.0.1"}]})
+        );
         assert_eq!(c1["prevResult"], prev);
         let c2 = plugin_config(&list, 2, &caps, None);
         assert_eq!(c2["runtimeConfig"], json!({"bandwidth":{"ingressRate":1000000,"ingressBurst":2000000}}));

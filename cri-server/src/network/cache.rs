@@ -51,10 +51,8 @@ impl Entry {
 
     /// The cached list, validated as a file's would be.
     pub fn list(&self, path: &Path) -> Result<NetworkList, NetworkError> {
-        let mut l = config::parse_list(&self.config_file, self.config.clone()).map_err(|reason| NetworkError::BadCache {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        let mut l = config::parse_list(&self.config_file, self.config.clone())
+            .map_err(|reason| NetworkError::BadCache { path: path.to_path_buf(), reason })?;
         l.file = self.config_file.clone();
         Ok(l)
     }
@@ -113,7 +111,8 @@ impl Cache {
                 continue;
             }
             let bytes = config::read_bounded(&p).map_err(|reason| NetworkError::BadCache { path: p.clone(), reason })?;
-            let e: Entry = serde_json::from_slice(&bytes).map_err(|err| NetworkError::BadCache { path: p.clone(), reason: err.to_string() })?;
+            let e: Entry =
+                serde_json::from_slice(&bytes).map_err(|err| NetworkError::BadCache { path: p.clone(), reason: err.to_string() })?;
             if e.kind != KIND || e.container_id != id || e.network_name != n {
                 return Err(NetworkError::BadCache { path: p, reason: "entry does not match its path".into() });
             }
@@ -146,11 +145,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         let c = Cache::new(d.clone());
         assert!(c.find("p1").unwrap().is_none());
-        let list = config::parse_file(
-            Path::new("/etc/cni/net.d/10-n.conf"),
-            br#"{"cniVersion":"0.4.0","name":"net-a","type":"bridge"}"#,
-        )
-        .unwrap();
+        let list =
+            config::parse_file(Path::new("/etc/cni/net.d/10-n.conf"), br#"{"cniVersion":"0.4.0","name":"net-a","type":"bridge"}"#).unwrap();
         let mut caps = Map::new();
         caps.insert("portMappings".into(), serde_json::json!([{"hostPort":1}]));
         let mut e = Entry::new(&list, "p1", "eth0", vec![("IgnoreUnknown".into(), "1".into())], caps);

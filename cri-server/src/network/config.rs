@@ -38,10 +38,7 @@ pub struct NetworkList {
 impl NetworkList {
     /// Plugin types, in chain order.
     pub fn types(&self) -> Vec<&str> {
-        self.plugins
-            .iter()
-            .map(|p| p.get("type").and_then(Value::as_str).unwrap_or(""))
-            .collect()
+        self.plugins.iter().map(|p| p.get("type").and_then(Value::as_str).unwrap_or("")).collect()
     }
 }
 
@@ -70,10 +67,7 @@ pub fn candidate_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for ent in rd {
         let p = ent?.path();
-        let ext_ok = p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "conflist" | "conf" | "json"));
+        let ext_ok = p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "conflist" | "conf" | "json"));
         // Hidden files are editors' and atomic writers' temp files, not configs.
         let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if ext_ok && !hidden && p.is_file() {
@@ -88,9 +82,7 @@ pub fn candidate_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn read_bounded(file: &Path) -> Result<Vec<u8>, String> {
     let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    f.take(MAX_CONFIG_SIZE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
+    f.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
     if buf.len() as u64 > MAX_CONFIG_SIZE {
         return Err(format!("larger than {MAX_CONFIG_SIZE} bytes"));
     }
@@ -154,9 +146,7 @@ pub fn parse_list(file: &Path, list: Value) -> Result<NetworkList, String> {
     for (i, p) in plugins.iter().enumerate() {
         let p = p.as_object().ok_or(format!("plugins[{i}] is not an object"))?;
         match p.get("type") {
-            Some(Value::String(t)) => {
-                exec::check_plugin_name(t).map_err(|e| format!("plugins[{i}]: {e}"))?
-            }
+            Some(Value::String(t)) => exec::check_plugin_name(t).map_err(|e| format!("plugins[{i}]: {e}"))?,
             Some(_) => return Err(format!("plugins[{i}]: \"type\" is not a string")),
             None => return Err(format!("plugins[{i}]: missing \"type\"")),
         }
@@ -167,34 +157,20 @@ pub fn parse_list(file: &Path, list: Value) -> Result<NetworkList, String> {
         }
         out.push(p.clone());
     }
-    Ok(NetworkList {
-        name,
-        cni_version,
-        disable_check,
-        plugins: out,
-        raw: list,
-        file: file.to_path_buf(),
-    })
+    Ok(NetworkList { name, cni_version, disable_check, plugins: out, raw: list, file: file.to_path_buf() })
 }
 
 /// `cniVersion`, or for a 1.1.0 list the highest supported entry of `cniVersions`.
 fn pick_version(obj: &Map<String, Value>) -> Result<String, String> {
     if let Some(Value::Array(vs)) = obj.get("cniVersions") {
-        let best = vs
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|v| SUPPORTED_VERSIONS.contains(v))
-            .max_by(|a, b| version_cmp(a, b));
+        let best = vs.iter().filter_map(Value::as_str).filter(|v| SUPPORTED_VERSIONS.contains(v)).max_by(|a, b| version_cmp(a, b));
         if let Some(b) = best {
             return Ok(b.to_string());
         }
     }
     match obj.get("cniVersion") {
         Some(Value::String(v)) if SUPPORTED_VERSIONS.contains(&v.as_str()) => Ok(v.clone()),
-        Some(Value::String(v)) => Err(format!(
-            "unsupported cniVersion {v:?} (supported: {})",
-            SUPPORTED_VERSIONS.join(", ")
-        )),
+        Some(Value::String(v)) => Err(format!("unsupported cniVersion {v:?} (supported: {})", SUPPORTED_VERSIONS.join(", "))),
         Some(_) => Err("\"cniVersion\" is not a string".into()),
         None => Err("missing \"cniVersion\"".into()),
     }
@@ -203,10 +179,8 @@ fn pick_version(obj: &Map<String, Value>) -> Result<String, String> {
 /// The default network of `dir`: the first file that parses and whose plugins are all found.
 /// With none, `NoConfig` carries why each candidate was skipped.
 pub fn load_default(dir: &Path, plugin_dirs: &[PathBuf]) -> Result<NetworkList, NetworkError> {
-    let files = candidate_files(dir).map_err(|e| NetworkError::Io {
-        context: format!("reading CNI config dir {}", dir.display()),
-        source: e,
-    })?;
+    let files =
+        candidate_files(dir).map_err(|e| NetworkError::Io { context: format!("reading CNI config dir {}", dir.display()), source: e })?;
     let mut skipped = Vec::new();
     for f in files {
         let list = match read_bounded(&f) {
@@ -221,11 +195,8 @@ pub fn load_default(dir: &Path, plugin_dirs: &[PathBuf]) -> Result<NetworkList, 
                 continue;
             }
         };
-        let missing: Vec<String> = list
-            .types()
-            .iter()
-            .filter_map(|t| exec::find_plugin(t, plugin_dirs).err().map(|e| e.to_string()))
-            .collect();
+        let missing: Vec<String> =
+            list.types().iter().filter_map(|t| exec::find_plugin(t, plugin_dirs).err().map(|e| e.to_string())).collect();
         if !missing.is_empty() {
             let reason = format!("network config {}: {}", f.display(), missing.join("; "));
             tracing::warn!("skipping CNI config: {reason}");
@@ -260,11 +231,8 @@ mod tests {
 
     #[test]
     fn conf_is_wrapped() {
-        let l = parse_file(
-            &p("/x/10-a.conf"),
-            br#"{"cniVersion":"0.3.1","name":"n","type":"bridge","disableCheck":true,"bridge":"b0"}"#,
-        )
-        .unwrap();
+        let l = parse_file(&p("/x/10-a.conf"), br#"{"cniVersion":"0.3.1","name":"n","type":"bridge","disableCheck":true,"bridge":"b0"}"#)
+            .unwrap();
         assert_eq!(l.types(), ["bridge"]);
         assert!(l.disable_check);
         assert_eq!(l.raw["plugins"][0]["bridge"], "b0");
@@ -321,21 +289,9 @@ mod tests {
         std::fs::write(conf.join("00-broken.conflist"), "{").unwrap();
         std::fs::write(conf.join("05-notes.txt"), "{").unwrap();
         std::fs::write(conf.join(".10-tmp.conflist"), "{").unwrap();
-        std::fs::write(
-            conf.join("10-missing.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"nosuch"}]}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            conf.join("20-good.conf"),
-            r#"{"cniVersion":"1.0.0","name":"g","type":"good"}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            conf.join("30-later.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"l","plugins":[{"type":"good"}]}"#,
-        )
-        .unwrap();
+        std::fs::write(conf.join("10-missing.conflist"), r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"nosuch"}]}"#).unwrap();
+        std::fs::write(conf.join("20-good.conf"), r#"{"cniVersion":"1.0.0","name":"g","type":"good"}"#).unwrap();
+        std::fs::write(conf.join("30-later.conflist"), r#"{"cniVersion":"1.0.0","name":"l","plugins":[{"type":"good"}]}"#).unwrap();
         let l = load_default(&conf, &dirs).unwrap();
         assert_eq!(l.name, "g");
         std::fs::remove_file(conf.join("20-good.conf")).unwrap();

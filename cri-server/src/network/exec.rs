@@ -29,10 +29,7 @@ pub fn check_plugin_name(name: &str) -> Result<(), String> {
 
 /// The first executable file `name` in `dirs`, in order.
 pub fn find_plugin(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, NetworkError> {
-    check_plugin_name(name).map_err(|reason| NetworkError::BadPluginName {
-        plugin: name.to_string(),
-        reason,
-    })?;
+    check_plugin_name(name).map_err(|reason| NetworkError::BadPluginName { plugin: name.to_string(), reason })?;
     for d in dirs {
         let p = d.join(name);
         if let Ok(m) = std::fs::metadata(&p) {
@@ -41,10 +38,7 @@ pub fn find_plugin(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, NetworkError
             }
         }
     }
-    Err(NetworkError::PluginNotFound {
-        plugin: name.to_string(),
-        dirs: dirs.to_vec(),
-    })
+    Err(NetworkError::PluginNotFound { plugin: name.to_string(), dirs: dirs.to_vec() })
 }
 
 /// What varies between invocations of the same config.
@@ -87,10 +81,7 @@ pub async fn run(plugin: &str, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| NetworkError::Io {
-        context: format!("starting CNI plugin {}", path.display()),
-        source: e,
-    })?;
+    let mut child = cmd.spawn().map_err(|e| NetworkError::Io { context: format!("starting CNI plugin {}", path.display()), source: e })?;
     let mut sin = child.stdin.take().expect("piped stdin");
     let sout = child.stdout.take().expect("piped stdout");
     let serr = child.stderr.take().expect("piped stderr");
@@ -117,10 +108,7 @@ pub async fn run(plugin: &str, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec
             });
         }
     };
-    let io_err = |e: std::io::Error| NetworkError::Io {
-        context: format!("CNI plugin {plugin} {}", inv.command),
-        source: e,
-    };
+    let io_err = |e: std::io::Error| NetworkError::Io { context: format!("CNI plugin {plugin} {}", inv.command), source: e };
     let status = status.map_err(io_err)?;
     let (out, out_over) = out.map_err(io_err)?;
     let (err, _) = err.map_err(io_err)?;
@@ -220,7 +208,11 @@ mod tests {
     async fn env_stdin_errors_timeout() {
         let d = std::env::temp_dir().join(format!("berth-cni-exec-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        script(&d, "echo", r#"cat >/dev/null; printf '{"cmd":"%s","id":"%s","ns":"%s","if":"%s","args":"%s","path":"%s"}' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS" "$CNI_PATH""#);
+        script(
+            &d,
+            "echo",
+            r#"cat >/dev/null; printf '{"cmd":"%s","id":"%s","ns":"%s","if":"%s","args":"%s","path":"%s"}' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS" "$CNI_PATH""#,
+        );
         script(&d, "cat", "cat");
         script(&d, "fail", r#"echo '{"cniVersion":"1.0.0","code":7,"msg":"no bridge","details":"b0 busy"}'; echo oops >&2; exit 1"#);
         script(&d, "crash", "echo 'panic: boom' >&2; exit 2");
@@ -239,7 +231,10 @@ mod tests {
         assert_eq!(run("cat", &inv(&dirs, t), b"{\"a\":1}").await.unwrap(), b"{\"a\":1}");
         match run("fail", &inv(&dirs, t), b"{}").await.unwrap_err() {
             NetworkError::Plugin { plugin, code, msg, details, stderr, .. } => {
-                assert_eq!((plugin.as_str(), code, msg.as_str(), details.as_str(), stderr.as_str()), ("fail", 7, "no bridge", "b0 busy", "oops"));
+                assert_eq!(
+                    (plugin.as_str(), code, msg.as_str(), details.as_str(), stderr.as_str()),
+                    ("fail", 7, "no bridge", "b0 busy", "oops")
+                );
             }
             e => panic!("{e}"),
         }

@@ -245,12 +245,10 @@ impl Cni {
     /// added it to DEL there); the first failure stops, as in libcni.
     async fn del_list(&self, list: &NetworkList, pod: &PodNetwork, entry: &Entry, prev: Option<&Value>) -> Result<(), NetworkError> {
         let prev = match prev {
-            Some(p) if config::version_cmp(&list.cni_version, "0.4.0").is_ge() => {
-                Some(result::convert(p.clone(), &list.cni_version).map_err(|reason| NetworkError::BadCache {
-                    path: self.cache.path(&list.name, &pod.id),
-                    reason,
-                })?)
-            }
+            Some(p) if config::version_cmp(&list.cni_version, "0.4.0").is_ge() => Some(
+                result::convert(p.clone(), &list.cni_version)
+                    .map_err(|reason| NetworkError::BadCache { path: self.cache.path(&list.name, &pod.id), reason })?,
+            ),
             _ => None,
         };
         for (i, ty) in list.types().into_iter().enumerate().rev() {
@@ -338,7 +336,15 @@ impl Cni {
     }
 
     /// Runs a whole list without results (the loopback network).
-    async fn run_list(&self, list: &NetworkList, command: &str, pod: &PodNetwork, ifname: &str, entry: &Entry, prev: Option<&Value>) -> Result<(), NetworkError> {
+    async fn run_list(
+        &self,
+        list: &NetworkList,
+        command: &str,
+        pod: &PodNetwork,
+        ifname: &str,
+        entry: &Entry,
+        prev: Option<&Value>,
+    ) -> Result<(), NetworkError> {
         let none = Map::new();
         let order: Vec<usize> = if command == "DEL" { (0..list.plugins.len()).rev().collect() } else { (0..list.plugins.len()).collect() };
         for i in order {
@@ -348,7 +354,15 @@ impl Cni {
         Ok(())
     }
 
-    async fn exec(&self, ty: &str, command: &str, pod: &PodNetwork, ifname: &str, entry: &Entry, conf: &Value) -> Result<Vec<u8>, NetworkError> {
+    async fn exec(
+        &self,
+        ty: &str,
+        command: &str,
+        pod: &PodNetwork,
+        ifname: &str,
+        entry: &Entry,
+        conf: &Value,
+    ) -> Result<Vec<u8>, NetworkError> {
         let a = args::cni_args_string(&entry.cni_args);
         let inv = exec::Invocation {
             command,

@@ -28,11 +28,7 @@ pub fn convert(v: Value, to: &str) -> Result<Value, String> {
     let Value::Object(mut o) = v else {
         return Err("result is not a JSON object".into());
     };
-    let from = o
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .ok_or("result has no cniVersion")?
-        .to_string();
+    let from = o.get("cniVersion").and_then(Value::as_str).ok_or("result has no cniVersion")?.to_string();
     if version_cmp(&from, "0.3.0").is_lt() {
         o = from_legacy(o)?;
     }
@@ -100,11 +96,7 @@ pub fn pod_ips(v: &Value, ifname: &str) -> Vec<IpAddr> {
         a.split('/').next()?.parse().ok()
     };
     let tied = ips.iter().any(|ip| on_pod_if(ip).is_some());
-    let mut out: Vec<IpAddr> = ips
-        .iter()
-        .filter(|ip| !tied || on_pod_if(ip) == Some(true))
-        .filter_map(addr)
-        .collect();
+    let mut out: Vec<IpAddr> = ips.iter().filter(|ip| !tied || on_pod_if(ip) == Some(true)).filter_map(addr).collect();
     out.sort_by_key(|a| a.is_ipv6());
     out.dedup();
     out

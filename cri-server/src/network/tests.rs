@@ -196,7 +196,10 @@ async fn status_and_gc_run_for_cni_1_1_only() {
     assert!(log[0].starts_with("one STATUS ") && log[1].starts_with("two STATUS "), "{log:#?}");
     assert!(log[2].starts_with("one GC ") && log[3].starts_with("two GC "), "{log:#?}");
     let conf: Value = serde_json::from_str(log[2].split_once(' ').unwrap().1.split_once(' ').unwrap().1.trim_start()).unwrap();
-    assert_eq!(conf["cni.dev/valid-attachments"], serde_json::json!([{"containerID": "0123abcd", "ifname": "eth0"}, {"containerID": "4567ef", "ifname": "eth0"}]));
+    assert_eq!(
+        conf["cni.dev/valid-attachments"],
+        serde_json::json!([{"containerID": "0123abcd", "ifname": "eth0"}, {"containerID": "4567ef", "ifname": "eth0"}])
+    );
     assert_eq!(conf["name"], "new");
 
     // A plugin that is not ready makes the network not ready, with its message.

@@ -203,20 +203,37 @@ impl Pod {
             })
             .collect();
         cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata { name: self.metadata.name.clone(), uid: uid.into(), namespace: self.metadata.namespace.clone(), attempt: 0 }),
+            metadata: Some(cri::PodSandboxMetadata {
+                name: self.metadata.name.clone(),
+                uid: uid.into(),
+                namespace: self.metadata.namespace.clone(),
+                attempt: 0,
+            }),
             hostname: self.spec.hostname.clone().unwrap_or_else(|| self.metadata.name.clone()),
             log_directory: log_dir.into(),
             dns_config: self.spec.dns_config.as_ref().map(|d| cri::DnsConfig {
                 servers: d.nameservers.clone(),
                 searches: d.searches.clone(),
-                options: d.options.iter().map(|o| match &o.value { Some(v) => format!("{}:{v}", o.name), None => o.name.clone() }).collect(),
+                options: d
+                    .options
+                    .iter()
+                    .map(|o| match &o.value {
+                        Some(v) => format!("{}:{v}", o.name),
+                        None => o.name.clone(),
+                    })
+                    .collect(),
             }),
             port_mappings,
             labels: self.metadata.labels.clone(),
             annotations: self.metadata.annotations.clone(),
             linux: Some(cri::LinuxPodSandboxConfig {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(cri::NamespaceOption { network: ns as i32, pid: cri::NamespaceMode::Container as i32, ipc: cri::NamespaceMode::Pod as i32, ..Default::default() }),
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: ns as i32,
+                        pid: cri::NamespaceMode::Container as i32,
+                        ipc: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -246,13 +263,20 @@ impl Container {
         let sc = self.security_context.as_ref();
         let caps = sc.and_then(|s| s.capabilities.as_ref());
         let security = cri::LinuxContainerSecurityContext {
-            capabilities: caps.map(|c| cri::Capability { add_capabilities: c.add.clone(), drop_capabilities: c.drop.clone(), add_ambient_capabilities: vec![] }),
+            capabilities: caps.map(|c| cri::Capability {
+                add_capabilities: c.add.clone(),
+                drop_capabilities: c.drop.clone(),
+                add_ambient_capabilities: vec![],
+            }),
             privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
             run_as_user: sc.and_then(|s| s.run_as_user).map(|v| cri::Int64Value { value: v }),
             run_as_group: sc.and_then(|s| s.run_as_group).map(|v| cri::Int64Value { value: v }),
             readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
             no_new_privs: sc.and_then(|s| s.allow_privilege_escalation).map(|a| !a).unwrap_or(false),
-            seccomp: Some(cri::SecurityProfile { profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() }),
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         Ok(cri::ContainerConfig {

@@ -90,7 +90,9 @@ pub async fn play(o: PlayOptions) -> anyhow::Result<i32> {
         let present = img.image_status(cri::ImageStatusRequest { image: spec.clone(), verbose: false }).await?.into_inner().image.is_some();
         if !present {
             eprintln!("pulling {}", c.image);
-            img.pull_image(cri::PullImageRequest { image: spec, auth: None, sandbox_config: None }).await.map_err(|e| anyhow!("pull {}: {}", c.image, e.message()))?;
+            img.pull_image(cri::PullImageRequest { image: spec, auth: None, sandbox_config: None })
+                .await
+                .map_err(|e| anyhow!("pull {}: {}", c.image, e.message()))?;
         }
     }
     let uid = pod.uid();
@@ -108,7 +110,9 @@ pub async fn play(o: PlayOptions) -> anyhow::Result<i32> {
     let teardown = o.rm || matches!(result, Ok(None)) || result.is_err();
     if teardown {
         let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.clone() }).await;
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.clone() }).await.map_err(|e| anyhow!("RemovePodSandbox: {}", e.message()))?;
+        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.clone() })
+            .await
+            .map_err(|e| anyhow!("RemovePodSandbox: {}", e.message()))?;
         eprintln!("pod {} removed", &pod_id[..12]);
     } else {
         eprintln!("pod {} left in place (no --rm): remove it with `crictl rmp -f {}`", &pod_id[..12], &pod_id[..12]);
@@ -144,10 +148,16 @@ async fn run_containers(
             if f.exit.is_some() {
                 continue;
             }
-            let st = rt.container_status(cri::ContainerStatusRequest { container_id: f.id.clone(), verbose: false }).await?.into_inner().status;
+            let st =
+                rt.container_status(cri::ContainerStatusRequest { container_id: f.id.clone(), verbose: false }).await?.into_inner().status;
             if let Some(st) = st.filter(|s| s.state == cri::ContainerState::ContainerExited as i32) {
                 follow(&c.name, f);
-                eprintln!("container {} exited with {}{}", c.name, st.exit_code, if st.reason.is_empty() { String::new() } else { format!(" ({})", st.reason) });
+                eprintln!(
+                    "container {} exited with {}{}",
+                    c.name,
+                    st.exit_code,
+                    if st.reason.is_empty() { String::new() } else { format!(" ({})", st.reason) }
+                );
                 let again = restart == "Always" || (restart == "OnFailure" && st.exit_code != 0);
                 if again {
                     let attempt = f.attempt + 1;
@@ -170,15 +180,28 @@ async fn run_containers(
     }
 }
 
-async fn start(rt: &mut RuntimeServiceClient<Channel>, c: &manifest::Container, attempt: u32, pod_id: &str, sandbox: &cri::PodSandboxConfig, log_dir: &Path) -> anyhow::Result<Followed> {
+async fn start(
+    rt: &mut RuntimeServiceClient<Channel>,
+    c: &manifest::Container,
+    attempt: u32,
+    pod_id: &str,
+    sandbox: &cri::PodSandboxConfig,
+    log_dir: &Path,
+) -> anyhow::Result<Followed> {
     let cfg = c.config(attempt).map_err(|e| anyhow!("container {}: {e}", c.name))?;
     let log = log_dir.join(&cfg.log_path);
     let id = rt
-        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod_id.into(), config: Some(cfg), sandbox_config: Some(sandbox.clone()) })
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.into(),
+            config: Some(cfg),
+            sandbox_config: Some(sandbox.clone()),
+        })
         .await
         .map_err(|e| anyhow!("CreateContainer {}: {}", c.name, e.message()))?
         .into_inner()
         .container_id;
-    rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.map_err(|e| anyhow!("StartContainer {}: {}", c.name, e.message()))?;
+    rt.start_container(cri::StartContainerRequest { container_id: id.clone() })
+        .await
+        .map_err(|e| anyhow!("StartContainer {}: {}", c.name, e.message()))?;
     Ok(Followed { id, attempt, log, offset: 0, partial: Vec::new(), exit: None })
 }

@@ -59,14 +59,8 @@ pub fn write(dir: &Path, name: &str, content: &str) -> io::Result<PathBuf> {
 pub fn mount_shm(dir: &Path) -> io::Result<PathBuf> {
     let p = dir.join("shm");
     std::fs::create_dir_all(&p)?;
-    mount(
-        Some("shm"),
-        &p,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(io::Error::from)?;
+    mount(Some("shm"), &p, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=1777,size=65536k"))
+        .map_err(io::Error::from)?;
     Ok(p)
 }
 
@@ -83,9 +77,16 @@ mod tests {
 
     #[test]
     fn resolv_conf_from_dns_config() {
-        let d = cri::DnsConfig { servers: vec!["10.0.0.10".into()], searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()], options: vec!["ndots:5".into()] };
+        let d = cri::DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
         check_dns(&d).unwrap();
-        assert_eq!(resolv_conf(Some(&d)).unwrap(), "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n");
+        assert_eq!(
+            resolv_conf(Some(&d)).unwrap(),
+            "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n"
+        );
         assert!(check_dns(&cri::DnsConfig { servers: vec!["x\nnameserver 1.2.3.4".into()], ..Default::default() }).is_err());
         assert!(check_dns(&cri::DnsConfig { servers: vec!["not-an-ip".into()], ..Default::default() }).is_err());
     }

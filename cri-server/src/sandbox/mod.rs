@@ -99,7 +99,13 @@ impl Sandbox {
     /// The pod's namespace options as requested, with the user namespace's mapping as it
     /// really is (an allocated block is not in the request).
     pub fn namespace_options(&self) -> cri::NamespaceOption {
-        let mut o = self.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
+        let mut o = self
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
         if let Some(m) = &self.record.userns {
             o.userns_options = Some(m.cri());
         }

@@ -10,7 +10,16 @@ pub fn kind_of(key: &str) -> Option<Kind> {
     if key.starts_with("net.") {
         return Some(Kind::Net);
     }
-    let ipc = ["kernel.shmmax", "kernel.shmall", "kernel.shmmni", "kernel.shm_rmid_forced", "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"];
+    let ipc = [
+        "kernel.shmmax",
+        "kernel.shmall",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+    ];
     if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         return Some(Kind::Ipc);
     }

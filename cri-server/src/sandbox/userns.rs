@@ -96,9 +96,7 @@ pub fn allocate(first_id: u32, pods: u32, in_use: &[IdMap]) -> Result<IdMap, Str
             return Ok(IdMap { uid_host: start as u32, gid_host: start as u32, len: BLOCK, allocated: true });
         }
     }
-    Err(format!(
-        "no free user namespace block: all {pods} blocks of {BLOCK} ids from {first_id} are in use (runtime.userns_pods)"
-    ))
+    Err(format!("no free user namespace block: all {pods} blocks of {BLOCK} ids from {first_id} are in use (runtime.userns_pods)"))
 }
 
 /// An OCI mapping of container ids `0..len` to host ids `host..`.
@@ -220,7 +218,16 @@ pub fn pin(dir: &Path, map: &IdMap, net: bool, ipc: bool, uts: Option<&str>) -> 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn drive(pid: i32, dir: &Path, map: &IdMap, to_child: &OwnedFd, from_child: &OwnedFd, net: bool, ipc: bool, uts: bool) -> io::Result<Pinned> {
+fn drive(
+    pid: i32,
+    dir: &Path,
+    map: &IdMap,
+    to_child: &OwnedFd,
+    from_child: &OwnedFd,
+    net: bool,
+    ipc: bool,
+    uts: bool,
+) -> io::Result<Pinned> {
     let child_failed = |what: &str| io::Error::other(format!("the pod's namespace helper could not {what}"));
     if read_one(from_child) != Some(b'1') {
         return Err(child_failed("create a user namespace"));

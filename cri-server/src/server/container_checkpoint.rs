@@ -17,7 +17,10 @@ use tonic::Status;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl CriServer {
-    pub(crate) async fn do_checkpoint_container(&self, r: cri::CheckpointContainerRequest) -> Result<cri::CheckpointContainerResponse, Status> {
+    pub(crate) async fn do_checkpoint_container(
+        &self,
+        r: cri::CheckpointContainerRequest,
+    ) -> Result<cri::CheckpointContainerResponse, Status> {
         let id = self.resolve_container(&r.container_id, "CheckpointContainer")?;
         if r.location.is_empty() {
             return Err(Status::invalid_argument("CheckpointContainer: location is required"));
@@ -65,7 +68,8 @@ impl CriServer {
                 tokio::task::spawn_blocking(move || -> Result<(), String> {
                     std::fs::write(scratch2.join(archive::CONFIG_DUMP), serde_json::to_vec_pretty(&dump).map_err(|e| e.to_string())?)
                         .map_err(|e| format!("{}: {e}", archive::CONFIG_DUMP))?;
-                    std::fs::copy(bundle.join("config.json"), scratch2.join(archive::SPEC_DUMP)).map_err(|e| format!("{}: {e}", archive::SPEC_DUMP))?;
+                    std::fs::copy(bundle.join("config.json"), scratch2.join(archive::SPEC_DUMP))
+                        .map_err(|e| format!("{}: {e}", archive::SPEC_DUMP))?;
                     archive::write_rootfs_diff(&upper, &scratch2.join(archive::ROOTFS_DIFF)).map_err(|e| e.to_string())?;
                     archive::write_archive(&scratch2, &location2).map_err(|e| e.to_string())
                 })
@@ -89,7 +93,16 @@ fn chrono_ns(ns: i64) -> String {
     if unsafe { libc::gmtime_r(&secs, &mut tm) }.is_null() {
         return String::new();
     }
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ns.rem_euclid(1_000_000_000))
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        ns.rem_euclid(1_000_000_000)
+    )
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ fn log_path(dir: &str, rel: &str, fallback: &Path) -> Result<PathBuf, Status> {
     }
     let p = Path::new(rel);
     if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(Status::invalid_argument(format!("CreateContainer: log_path {rel:?} must be a relative path inside the pod's log directory")));
+        return Err(Status::invalid_argument(format!(
+            "CreateContainer: log_path {rel:?} must be a relative path inside the pod's log directory"
+        )));
     }
     if dir.is_empty() {
         return Ok(fallback.to_path_buf());
@@ -57,7 +59,10 @@ impl CriServer {
             Some(r) => r.image(),
             None => image,
         };
-        let sid = self.registry.resolve(Kind::Sandbox, &r.pod_sandbox_id).ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", r.pod_sandbox_id)))?;
+        let sid = self
+            .registry
+            .resolve(Kind::Sandbox, &r.pod_sandbox_id)
+            .ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", r.pod_sandbox_id)))?;
         let sb = self.registry.sandbox(&sid).ok_or_else(|| Status::not_found(format!("pod sandbox {sid} not found")))?;
         if sb.record.state != SandboxState::Ready {
             return Err(Status::failed_precondition(format!("CreateContainer: pod sandbox {sid} is not ready")));
@@ -65,12 +70,13 @@ impl CriServer {
         let names = self.names(&image);
         let store = self.store.clone();
         let img = image.clone();
-        let rec = super::blocking(move || store.find_image(&img, &names))
-            .await?
-            .ok_or_else(|| match &restore {
-                Some(r) => Status::not_found(format!("CreateContainer: image {image:?} of checkpoint {} is not present (pull it first)", r.archive.display())),
-                None => Status::not_found(format!("CreateContainer: image {image:?} is not present (pull it first)")),
-            })?;
+        let rec = super::blocking(move || store.find_image(&img, &names)).await?.ok_or_else(|| match &restore {
+            Some(r) => Status::not_found(format!(
+                "CreateContainer: image {image:?} of checkpoint {} is not present (pull it first)",
+                r.archive.display()
+            )),
+            None => Status::not_found(format!("CreateContainer: image {image:?} is not present (pull it first)")),
+        })?;
 
         let id = crate::persist::new_id();
         let key = record::name_key(&meta, &sb.metadata());
@@ -99,7 +105,11 @@ impl CriServer {
                 exit_code: 0,
                 reason: String::new(),
                 message: String::new(),
-                image: restore.as_ref().map(|r| r.dump.rootfs_image_name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| image.clone()),
+                image: restore
+                    .as_ref()
+                    .map(|r| r.dump.rootfs_image_name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| image.clone()),
                 image_id: rec.id.clone(),
                 image_ref: rec.repo_digests.first().cloned().unwrap_or_else(|| rec.id.clone()),
                 log_path: log,
@@ -111,7 +121,9 @@ impl CriServer {
                 uid: 0,
                 gid: 0,
                 groups: vec![],
-                restore_from: restore.as_ref().map(|_| super::container_restore::restore_dir(&root, &id).join(crate::container::checkpoint::IMAGES_DIR)),
+                restore_from: restore
+                    .as_ref()
+                    .map(|_| super::container_restore::restore_dir(&root, &id).join(crate::container::checkpoint::IMAGES_DIR)),
             },
             config: config.clone(),
         };
@@ -134,7 +146,13 @@ impl CriServer {
         }
     }
 
-    async fn build_container(&self, c: &mut Container, sb: &crate::sandbox::Sandbox, image_id: &str, restore: Option<&super::container_restore::Restore>) -> Result<(), Status> {
+    async fn build_container(
+        &self,
+        c: &mut Container,
+        sb: &crate::sandbox::Sandbox,
+        image_id: &str,
+        restore: Option<&super::container_restore::Restore>,
+    ) -> Result<(), Status> {
         let id = c.record.id.clone();
         let root = self.registry.root.clone();
         let diff = match restore {
@@ -147,8 +165,12 @@ impl CriServer {
             (Some(ns), Some(m)) => Some(crate::image::rootfs::Idmap { userns: ns.clone(), root_uid: m.uid_host, root_gid: m.gid_host }),
             _ => None,
         };
-        let unpack = crate::image::unpack::UnpackOptions { max_size: self.config.image.max_layer_size, allow_devices: self.config.image.allow_device_nodes };
-        let rootfs = super::blocking(move || store.create_rootfs_with(&iid, &cid, idmap.as_ref(), diff.as_deref().map(|d| (d, unpack)))).await?;
+        let unpack = crate::image::unpack::UnpackOptions {
+            max_size: self.config.image.max_layer_size,
+            allow_devices: self.config.image.allow_device_nodes,
+        };
+        let rootfs =
+            super::blocking(move || store.create_rootfs_with(&iid, &cid, idmap.as_ref(), diff.as_deref().map(|d| (d, unpack)))).await?;
         let store = self.store.clone();
         let iid = image_id.to_string();
         let blob = super::blocking(move || store.read_blob(&iid)).await?;
@@ -168,9 +190,14 @@ impl CriServer {
             user_ns: sb.record.user_ns.clone(),
             idmap: sb.record.userns,
         };
-        let ns = c.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
+        let ns =
+            c.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
         let target_pid_ns = if cri::NamespaceMode::try_from(ns.pid) == Ok(cri::NamespaceMode::Target) {
-            let t = self.registry.resolve(Kind::Container, &ns.target_id).and_then(|t| self.registry.container(&t)).ok_or_else(|| Status::not_found(format!("CreateContainer: target container {:?} not found", ns.target_id)))?;
+            let t = self
+                .registry
+                .resolve(Kind::Container, &ns.target_id)
+                .and_then(|t| self.registry.container(&t))
+                .ok_or_else(|| Status::not_found(format!("CreateContainer: target container {:?} not found", ns.target_id)))?;
             if t.record.state != ContainerState::Running {
                 return Err(Status::failed_precondition(format!("CreateContainer: target container {} is not running", t.record.id)));
             }
@@ -212,7 +239,8 @@ impl CriServer {
             std::fs::create_dir_all(d).map_err(|e| Status::internal(format!("CreateContainer: log directory {}: {e}", d.display())))?;
         }
         let json = serde_json::to_vec_pretty(&built.spec).map_err(|e| Status::internal(e.to_string()))?;
-        crate::persist::write_atomic(&bundle.join("config.json"), &json).map_err(|e| Status::internal(format!("CreateContainer: config.json: {e}")))?;
+        crate::persist::write_atomic(&bundle.join("config.json"), &json)
+            .map_err(|e| Status::internal(format!("CreateContainer: config.json: {e}")))?;
         c.record.stop_signal = built.stop_signal.clone();
         c.record.uid = built.user.0;
         c.record.gid = built.user.1;
@@ -236,7 +264,12 @@ impl CriServer {
 
     /// Starts the container's monitor (which runs the runtime's create, or restore) and
     /// records the init's and the monitor's pids in `c`.
-    pub(crate) async fn spawn_monitor(&self, c: &mut Container, launch: crate::container::monitor::Launch, rpc: &str) -> Result<(), Status> {
+    pub(crate) async fn spawn_monitor(
+        &self,
+        c: &mut Container,
+        launch: crate::container::monitor::Launch,
+        rpc: &str,
+    ) -> Result<(), Status> {
         let monitor_pidfile = launch.monitor_pidfile.clone();
         let monitor = self.config.runtime.monitor_path.clone();
         let pid = tokio::task::spawn_blocking(move || crate::container::monitor::create(&launch, &monitor))

@@ -9,7 +9,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use tonic::Status;
 
 impl CriServer {
-    pub(crate) async fn do_reopen_container_log(&self, r: cri::ReopenContainerLogRequest) -> Result<cri::ReopenContainerLogResponse, Status> {
+    pub(crate) async fn do_reopen_container_log(
+        &self,
+        r: cri::ReopenContainerLogRequest,
+    ) -> Result<cri::ReopenContainerLogResponse, Status> {
         let id = self.resolve_container(&r.container_id, "ReopenContainerLog")?;
         let c = self.registry.container(&id).ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
         if c.record.state != ContainerState::Running {

@@ -14,7 +14,10 @@ impl CriServer {
         let _g = lock.lock().await;
         let mut c = self.registry.container(&id).ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
         if c.record.state != ContainerState::Created {
-            return Err(Status::failed_precondition(format!("StartContainer: container {id} is not in the created state ({:?})", c.record.state)));
+            return Err(Status::failed_precondition(format!(
+                "StartContainer: container {id} is not in the created state ({:?})",
+                c.record.state
+            )));
         }
         let rt = self.runtime_for(&c.record.handler)?;
         // Taken before: a short-lived container may be done (exit file written) before the

@@ -21,7 +21,10 @@ impl CriServer {
         Ok(cri::ContainerStatsResponse { stats })
     }
 
-    pub(crate) async fn do_list_container_stats(&self, r: cri::ListContainerStatsRequest) -> Result<cri::ListContainerStatsResponse, Status> {
+    pub(crate) async fn do_list_container_stats(
+        &self,
+        r: cri::ListContainerStatsRequest,
+    ) -> Result<cri::ListContainerStatsResponse, Status> {
         let f = r.filter.unwrap_or_default();
         let containers: Vec<Container> = self
             .registry

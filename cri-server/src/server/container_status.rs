@@ -24,10 +24,19 @@ pub(crate) fn status_of(c: &Container) -> cri::ContainerStatus {
         annotations: c.config.annotations.clone(),
         mounts: c.config.mounts.clone(),
         log_path: r.log_path.to_string_lossy().into_owned(),
-        resources: c.config.linux.as_ref().and_then(|l| l.resources.clone()).map(|res| cri::ContainerResources { linux: Some(res), ..Default::default() }),
+        resources: c
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .map(|res| cri::ContainerResources { linux: Some(res), ..Default::default() }),
         image_id: r.image_id.clone(),
         user: Some(cri::ContainerUser {
-            linux: Some(cri::LinuxContainerUser { uid: r.uid as i64, gid: r.gid as i64, supplemental_groups: r.groups.iter().map(|g| *g as i64).collect() }),
+            linux: Some(cri::LinuxContainerUser {
+                uid: r.uid as i64,
+                gid: r.gid as i64,
+                supplemental_groups: r.groups.iter().map(|g| *g as i64).collect(),
+            }),
         }),
     }
 }

@@ -7,7 +7,10 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 impl CriServer {
-    pub(crate) async fn do_update_container_resources(&self, r: cri::UpdateContainerResourcesRequest) -> Result<cri::UpdateContainerResourcesResponse, Status> {
+    pub(crate) async fn do_update_container_resources(
+        &self,
+        r: cri::UpdateContainerResourcesRequest,
+    ) -> Result<cri::UpdateContainerResourcesResponse, Status> {
         let id = self.resolve_container(&r.container_id, "UpdateContainerResources")?;
         let lock = self.registry.lock(&id);
         let _g = lock.lock().await;
@@ -18,9 +21,13 @@ impl CriServer {
         let Some(res) = r.linux else { return Ok(cri::UpdateContainerResourcesResponse {}) };
         let mut res_in = res.clone();
         res_in.oom_score_adj = res_in.oom_score_adj.max(self.oom_score_adj_min() as i64);
-        let oci = crate::container::spec::resources::try_resources(&res_in).map_err(|e| Status::new(e.code(), format!("UpdateContainerResources: {e}")))?;
+        let oci = crate::container::spec::resources::try_resources(&res_in)
+            .map_err(|e| Status::new(e.code(), format!("UpdateContainerResources: {e}")))?;
         let json = serde_json::to_vec(&oci).map_err(|e| Status::internal(e.to_string()))?;
-        self.runtime_for(&c.record.handler)?.update(&id, json).await.map_err(|e| Status::internal(format!("UpdateContainerResources: {e}")))?;
+        self.runtime_for(&c.record.handler)?
+            .update(&id, json)
+            .await
+            .map_err(|e| Status::internal(format!("UpdateContainerResources: {e}")))?;
         if let Some(l) = c.config.linux.as_mut() {
             l.resources = Some(res);
         }

@@ -74,7 +74,9 @@ impl CriServer {
         // Containers that ended while nobody watched (before this call).
         for c in srv.registry.containers() {
             if c.record.state == ContainerState::Exited {
-                srv.events.publish_once(&format!("stopped:{}", c.record.id), || srv.event(&c.record.id, &c.record.sandbox_id, T::ContainerStoppedEvent));
+                srv.events.publish_once(&format!("stopped:{}", c.record.id), || {
+                    srv.event(&c.record.id, &c.record.sandbox_id, T::ContainerStoppedEvent)
+                });
             }
         }
         Ok(tokio::spawn(async move {

@@ -23,10 +23,7 @@ pub(crate) fn to_cri(rec: &ImageRecord) -> cri::Image {
         size: rec.size,
         uid,
         username,
-        spec: Some(cri::ImageSpec {
-            image: rec.id.clone(),
-            ..Default::default()
-        }),
+        spec: Some(cri::ImageSpec { image: rec.id.clone(), ..Default::default() }),
         pinned: false,
     }
 }
@@ -42,8 +39,6 @@ impl CriServer {
                 blocking(move || store.find_image(&f, &names)).await?.into_iter().collect()
             }
         };
-        Ok(cri::ListImagesResponse {
-            images: images.iter().map(to_cri).collect(),
-        })
+        Ok(cri::ListImagesResponse { images: images.iter().map(to_cri).collect() })
     }
 }

@@ -33,9 +33,6 @@ impl CriServer {
             });
             info.insert("info".to_string(), v.to_string());
         }
-        Ok(cri::ImageStatusResponse {
-            image: Some(to_cri(&rec)),
-            info,
-        })
+        Ok(cri::ImageStatusResponse { image: Some(to_cri(&rec)), info })
     }
 }

@@ -7,7 +7,10 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 impl CriServer {
-    pub(crate) async fn do_list_metric_descriptors(&self, _r: cri::ListMetricDescriptorsRequest) -> Result<cri::ListMetricDescriptorsResponse, Status> {
+    pub(crate) async fn do_list_metric_descriptors(
+        &self,
+        _r: cri::ListMetricDescriptorsRequest,
+    ) -> Result<cri::ListMetricDescriptorsResponse, Status> {
         Ok(cri::ListMetricDescriptorsResponse { descriptors: descriptors::list() })
     }
 }

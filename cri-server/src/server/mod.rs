@@ -1,18 +1,18 @@
 //! The CRI v1 gRPC services. One file per RPC; the trait impls here only delegate.
 
+mod attach;
 mod container_checkpoint;
 mod container_create;
 mod container_list;
 mod container_remove;
-mod container_restore;
 mod container_reopen_log;
+mod container_restore;
 mod container_start;
 mod container_stats;
 mod container_status;
 mod container_stop;
 mod container_update;
 mod events;
-mod attach;
 mod exec;
 mod exec_sync;
 mod image_fs_info;
@@ -40,13 +40,13 @@ use k8s_cri::v1 as cri;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
-use crate::events::Events;
 use crate::container::runtime::Runtime;
+use crate::events::Events;
+use crate::image::pull::Puller;
+use crate::image::store::Store;
 use crate::network::Cni;
 use crate::registry::Registry;
 use crate::stats::Stats;
-use crate::image::pull::Puller;
-use crate::image::store::Store;
 
 pub use k8s_cri::v1::image_service_server::ImageServiceServer;
 pub use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
@@ -154,10 +154,7 @@ pub(crate) fn store_status(e: crate::image::store::StoreError) -> Status {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::image::store::StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("task failed: {e}")))?
-        .map_err(store_status)
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("task failed: {e}")))?.map_err(store_status)
 }
 
 #[tonic::async_trait]
@@ -188,12 +185,8 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_status(r.into_inner()).await.map(Response::new)
     }
 
-    type GetContainerEventsStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
-    async fn get_container_events(
-        &self,
-        _r: Request<cri::GetEventsRequest>,
-    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+    type GetContainerEventsStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
+    async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Result<Response<Self::GetContainerEventsStream>, Status> {
         use tokio_stream::StreamExt;
         let rx = self.do_get_container_events().await?;
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok))))
@@ -205,10 +198,16 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
     async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
         self.do_stop_pod_sandbox(r.into_inner()).await.map(Response::new)
     }
-    async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
         self.do_remove_pod_sandbox(r.into_inner()).await.map(Response::new)
     }
-    async fn pod_sandbox_status(&self, r: Request<cri::PodSandboxStatusRequest>) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
         self.do_pod_sandbox_status(r.into_inner()).await.map(Response::new)
     }
     async fn list_pod_sandbox(&self, r: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
@@ -232,10 +231,16 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
     async fn container_status(&self, r: Request<cri::ContainerStatusRequest>) -> Result<Response<cri::ContainerStatusResponse>, Status> {
         self.do_container_status(r.into_inner()).await.map(Response::new)
     }
-    async fn update_container_resources(&self, r: Request<cri::UpdateContainerResourcesRequest>) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+    async fn update_container_resources(
+        &self,
+        r: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
         self.do_update_container_resources(r.into_inner()).await.map(Response::new)
     }
-    async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+    async fn reopen_container_log(
+        &self,
+        r: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
         self.do_reopen_container_log(r.into_inner()).await.map(Response::new)
     }
     async fn runtime_config(&self, _r: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
@@ -243,7 +248,10 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         let driver = if self.systemd_cgroup() { cri::CgroupDriver::Systemd } else { cri::CgroupDriver::Cgroupfs };
         Ok(Response::new(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) }))
     }
-    async fn update_runtime_config(&self, r: Request<cri::UpdateRuntimeConfigRequest>) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+    async fn update_runtime_config(
+        &self,
+        r: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
         self.do_update_runtime_config(r.into_inner()).await.map(Response::new)
     }
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
@@ -253,13 +261,19 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
     async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
         self.do_container_stats(r.into_inner()).await.map(Response::new)
     }
-    async fn list_container_stats(&self, r: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+    async fn list_container_stats(
+        &self,
+        r: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
         self.do_list_container_stats(r.into_inner()).await.map(Response::new)
     }
     async fn pod_sandbox_stats(&self, r: Request<cri::PodSandboxStatsRequest>) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
         self.do_pod_sandbox_stats(r.into_inner()).await.map(Response::new)
     }
-    async fn list_pod_sandbox_stats(&self, r: Request<cri::ListPodSandboxStatsRequest>) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+    async fn list_pod_sandbox_stats(
+        &self,
+        r: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
         self.do_list_pod_sandbox_stats(r.into_inner()).await.map(Response::new)
     }
 
@@ -273,14 +287,23 @@ impl k8s_cri::v1::runtime_service_server::RuntimeService for CriServer {
         self.do_port_forward(r.into_inner()).await.map(Response::new)
     }
 
-    async fn list_metric_descriptors(&self, r: Request<cri::ListMetricDescriptorsRequest>) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+    async fn list_metric_descriptors(
+        &self,
+        r: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
         self.do_list_metric_descriptors(r.into_inner()).await.map(Response::new)
     }
-    async fn list_pod_sandbox_metrics(&self, r: Request<cri::ListPodSandboxMetricsRequest>) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+    async fn list_pod_sandbox_metrics(
+        &self,
+        r: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
         self.do_list_pod_sandbox_metrics(r.into_inner()).await.map(Response::new)
     }
 
-    async fn checkpoint_container(&self, r: Request<cri::CheckpointContainerRequest>) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
+    async fn checkpoint_container(
+        &self,
+        r: Request<cri::CheckpointContainerRequest>,
+    ) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
         self.do_checkpoint_container(r.into_inner()).await.map(Response::new)
     }
 }

@@ -32,7 +32,8 @@ impl CriServer {
         }
         // CNI 1.1 GC with what is still attached: what a crash between a plugin's ADD and
         // our record of it left in the plugins' state goes.
-        let attached: Vec<String> = self.registry.sandboxes().into_iter().filter(|s| s.record.network_attached).map(|s| s.record.id).collect();
+        let attached: Vec<String> =
+            self.registry.sandboxes().into_iter().filter(|s| s.record.network_attached).map(|s| s.record.id).collect();
         if let Err(e) = self.cni.gc(&attached).await {
             tracing::warn!(error = %e, "CNI GC failed");
         }

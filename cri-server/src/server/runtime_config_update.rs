@@ -11,7 +11,10 @@ use tonic::Status;
 pub(crate) const POD_CIDR_FILE: &str = "pod-cidr";
 
 impl CriServer {
-    pub(crate) async fn do_update_runtime_config(&self, r: cri::UpdateRuntimeConfigRequest) -> Result<cri::UpdateRuntimeConfigResponse, Status> {
+    pub(crate) async fn do_update_runtime_config(
+        &self,
+        r: cri::UpdateRuntimeConfigRequest,
+    ) -> Result<cri::UpdateRuntimeConfigResponse, Status> {
         let raw = r.runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr).unwrap_or_default();
         let cidrs = template::parse_cidrs(&raw).map_err(|e| Status::invalid_argument(format!("UpdateRuntimeConfig: {e}")))?;
         // kubelet sends an empty config on some paths: nothing to change.

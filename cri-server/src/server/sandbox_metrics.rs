@@ -12,7 +12,10 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 impl CriServer {
-    pub(crate) async fn do_list_pod_sandbox_metrics(&self, _r: cri::ListPodSandboxMetricsRequest) -> Result<cri::ListPodSandboxMetricsResponse, Status> {
+    pub(crate) async fn do_list_pod_sandbox_metrics(
+        &self,
+        _r: cri::ListPodSandboxMetricsRequest,
+    ) -> Result<cri::ListPodSandboxMetricsResponse, Status> {
         let pods: Vec<Sandbox> = self.registry.sandboxes().into_iter().filter(|s| s.record.state == SandboxState::Ready).collect();
         let containers = self.registry.containers();
         let stats = self.stats.clone();
@@ -20,14 +23,28 @@ impl CriServer {
             pods.iter()
                 .map(|sb| {
                     let md = sb.metadata();
-                    let base = Base { id: sb.record.id.clone(), image: String::new(), namespace: md.namespace.clone(), pod: md.name.clone(), container: POD_CONTAINER.into() };
+                    let base = Base {
+                        id: sb.record.id.clone(),
+                        image: String::new(),
+                        namespace: md.namespace.clone(),
+                        pod: md.name.clone(),
+                        container: POD_CONTAINER.into(),
+                    };
                     let metrics = Stats::pod_network(sb).map(|ifs| pod::network(&base, crate::sandbox::now_ns(), &ifs)).unwrap_or_default();
                     let container_metrics = containers
                         .iter()
                         .filter(|c| c.record.sandbox_id == sb.record.id && c.record.state == ContainerState::Running)
                         .map(|c| {
-                            let b = Base { id: c.record.id.clone(), image: c.record.image.clone(), container: c.metadata().name, ..base.clone() };
-                            cri::ContainerMetrics { container_id: c.record.id.clone(), metrics: pod::container(&b, c.record.started_at, &stats.reading(c)) }
+                            let b = Base {
+                                id: c.record.id.clone(),
+                                image: c.record.image.clone(),
+                                container: c.metadata().name,
+                                ..base.clone()
+                            };
+                            cri::ContainerMetrics {
+                                container_id: c.record.id.clone(),
+                                metrics: pod::container(&b, c.record.started_at, &stats.reading(c)),
+                            }
                         })
                         .collect();
                     cri::PodSandboxMetrics { pod_sandbox_id: sb.record.id.clone(), metrics, container_metrics }

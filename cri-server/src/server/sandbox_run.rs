@@ -44,7 +44,11 @@ pub(crate) fn pod_network(s: &Sandbox) -> Option<PodNetwork> {
             egress_burst: if e.is_some() { u32::MAX as u64 } else { 0 },
         }),
     };
-    let dns = s.config.dns_config.as_ref().map(|d| crate::network::Dns { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() });
+    let dns = s.config.dns_config.as_ref().map(|d| crate::network::Dns {
+        servers: d.servers.clone(),
+        searches: d.searches.clone(),
+        options: d.options.clone(),
+    });
     Some(PodNetwork { id: s.record.id.clone(), name: m.name, namespace: m.namespace, uid: m.uid, netns, port_mappings, bandwidth, dns })
 }
 
@@ -90,7 +94,8 @@ impl CriServer {
         let host_ipc = ns_mode(ns.ipc) == cri::NamespaceMode::Node;
         let host_pid = ns_mode(ns.pid) == cri::NamespaceMode::Node;
         let shared_pid = ns_mode(ns.pid) == cri::NamespaceMode::Pod;
-        let userns_req = sandbox::userns::parse(ns.userns_options.as_ref()).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
+        let userns_req =
+            sandbox::userns::parse(ns.userns_options.as_ref()).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
         if userns_req != sandbox::userns::Request::Node {
             let rt = self.runtime_for(&handler)?;
             if !self.features.of(&rt).await.user_namespaces {
@@ -110,14 +115,19 @@ impl CriServer {
             files::check_dns(d).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
         }
         // No hostname asked for: the node's, as containerd and CRI-O do.
-        let hostname = if cfg.hostname.is_empty() { nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()) } else { cfg.hostname.clone() };
+        let hostname = if cfg.hostname.is_empty() {
+            nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+        } else {
+            cfg.hostname.clone()
+        };
         if !host_network && !valid_hostname(&hostname) {
             return Err(Status::invalid_argument(format!("RunPodSandbox: invalid hostname {hostname:?}")));
         }
         let mut sysctls = Vec::new();
         if let Some(l) = &cfg.linux {
             for (k, v) in &l.sysctls {
-                let kind = sysctl::validate(k, v, host_network, host_ipc).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
+                let kind =
+                    sysctl::validate(k, v, host_network, host_ipc).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
                 sysctls.push((k.clone(), v.clone(), kind));
             }
         }
@@ -204,7 +214,12 @@ impl CriServer {
 
     /// Build the pod's pieces, recording each in the sandbox (and on disk) as it is made, so
     /// that teardown — now or after a crash — finds it.
-    async fn setup_sandbox(&self, sb: &mut Sandbox, sysctls: Vec<(String, String, namespaces::Kind)>, shared_pid: bool) -> Result<(), Status> {
+    async fn setup_sandbox(
+        &self,
+        sb: &mut Sandbox,
+        sysctls: Vec<(String, String, namespaces::Kind)>,
+        shared_pid: bool,
+    ) -> Result<(), Status> {
         let dir = sandbox::dir(&self.registry.root, &sb.record.id);
         let nsdir = dir.join("ns");
         let internal = |what: &str, e: std::io::Error| Status::internal(format!("RunPodSandbox: {what}: {e}"));
@@ -212,7 +227,9 @@ impl CriServer {
             // The user namespace and, inside it, the pod's network, IPC and UTS namespaces.
             let (d, h) = (nsdir.clone(), sb.record.hostname.clone());
             let (net, ipc) = (!sb.record.host_network, !sb.record.host_ipc);
-            let p = blocking_io(move || sandbox::userns::pin(&d, &map, net, ipc, net.then_some(h.as_str()))).await.map_err(|e| internal("user namespace", e))?;
+            let p = blocking_io(move || sandbox::userns::pin(&d, &map, net, ipc, net.then_some(h.as_str())))
+                .await
+                .map_err(|e| internal("user namespace", e))?;
             sb.record.user_ns = Some(p.user);
             sb.record.netns = p.net;
             sb.record.ipc_ns = p.ipc;
@@ -221,16 +238,28 @@ impl CriServer {
         } else if !sb.record.host_network {
             let h = sb.record.hostname.clone();
             let d = nsdir.clone();
-            sb.record.uts_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Uts, &d, Some(&h))).await.map_err(|e| internal("UTS namespace", e))?);
+            sb.record.uts_ns = Some(
+                blocking_io(move || namespaces::pin(namespaces::Kind::Uts, &d, Some(&h)))
+                    .await
+                    .map_err(|e| internal("UTS namespace", e))?,
+            );
             self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
             let d = nsdir.clone();
-            sb.record.netns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Net, &d, None)).await.map_err(|e| internal("network namespace", e))?);
+            sb.record.netns = Some(
+                blocking_io(move || namespaces::pin(namespaces::Kind::Net, &d, None))
+                    .await
+                    .map_err(|e| internal("network namespace", e))?,
+            );
             self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
         }
         if !sb.record.host_ipc {
             if sb.record.ipc_ns.is_none() {
                 let d = nsdir.clone();
-                sb.record.ipc_ns = Some(blocking_io(move || namespaces::pin(namespaces::Kind::Ipc, &d, None)).await.map_err(|e| internal("IPC namespace", e))?);
+                sb.record.ipc_ns = Some(
+                    blocking_io(move || namespaces::pin(namespaces::Kind::Ipc, &d, None))
+                        .await
+                        .map_err(|e| internal("IPC namespace", e))?,
+                );
                 self.registry.put_sandbox(sb.clone()).map_err(|e| internal("persist", e))?;
             }
             let d = dir.clone();
@@ -241,7 +270,10 @@ impl CriServer {
             let d = nsdir.clone();
             let user = sb.record.user_ns.clone().zip(sb.record.userns);
             // Recorded before the pin exists would be wrong; the pid is recorded right after.
-            let (pid, start, pin) = blocking_io(move || crate::sandbox::infra::start(&d, user.as_ref().map(|(p, m)| (p.as_path(), m.uid_host, m.gid_host)))).await.map_err(|e| internal("the pod's PID namespace", e))?;
+            let (pid, start, pin) =
+                blocking_io(move || crate::sandbox::infra::start(&d, user.as_ref().map(|(p, m)| (p.as_path(), m.uid_host, m.gid_host))))
+                    .await
+                    .map_err(|e| internal("the pod's PID namespace", e))?;
             sb.record.infra_pid = pid;
             sb.record.infra_start = start;
             sb.record.pid_ns = Some(pin);
@@ -254,7 +286,9 @@ impl CriServer {
             }
             .ok_or_else(|| Status::invalid_argument(format!("sysctl {k}: the pod has no namespace of its own for it")))?;
             let kk = k.clone();
-            blocking_io(move || sysctl::apply(&kk, &v, kind, &ns)).await.map_err(|e| Status::invalid_argument(format!("RunPodSandbox: sysctl {k}: {e}")))?;
+            blocking_io(move || sysctl::apply(&kk, &v, kind, &ns))
+                .await
+                .map_err(|e| Status::invalid_argument(format!("RunPodSandbox: sysctl {k}: {e}")))?;
         }
         let resolv = files::resolv_conf(sb.config.dns_config.as_ref()).map_err(|e| internal("resolv.conf", e))?;
         files::write(&dir, "resolv.conf", &resolv).map_err(|e| internal("resolv.conf", e))?;
@@ -282,7 +316,11 @@ impl CriServer {
         }
         crate::sandbox::infra::stop(sb.record.infra_pid, sb.record.infra_start);
         // The user namespace last: it owns the others.
-        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns, &sb.record.pid_ns, &sb.record.user_ns].into_iter().flatten().cloned().collect();
+        let paths: Vec<_> = [&sb.record.netns, &sb.record.ipc_ns, &sb.record.uts_ns, &sb.record.pid_ns, &sb.record.user_ns]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         let shm = sb.record.shm.clone();
         let id = sb.record.id.clone();
         let _ = tokio::task::spawn_blocking(move || {

@@ -35,7 +35,10 @@ impl CriServer {
         Ok(cri::PodSandboxStatsResponse { stats: self.pod_stats_of(vec![sb]).await?.pop() })
     }
 
-    pub(crate) async fn do_list_pod_sandbox_stats(&self, r: cri::ListPodSandboxStatsRequest) -> Result<cri::ListPodSandboxStatsResponse, Status> {
+    pub(crate) async fn do_list_pod_sandbox_stats(
+        &self,
+        r: cri::ListPodSandboxStatsRequest,
+    ) -> Result<cri::ListPodSandboxStatsResponse, Status> {
         let f = r.filter.unwrap_or_default();
         let pods: Vec<Sandbox> = self
             .registry

@@ -18,9 +18,7 @@ pub(crate) fn status_of(s: &Sandbox) -> cri::PodSandboxStatus {
         state: s.cri_state(),
         created_at: s.record.created_at,
         network,
-        linux: Some(cri::LinuxPodSandboxStatus {
-            namespaces: Some(cri::Namespace { options: Some(s.namespace_options()) }),
-        }),
+        linux: Some(cri::LinuxPodSandboxStatus { namespaces: Some(cri::Namespace { options: Some(s.namespace_options()) }) }),
         labels: s.config.labels.clone(),
         annotations: s.config.annotations.clone(),
         runtime_handler: s.record.handler.clone(),
@@ -44,6 +42,11 @@ impl CriServer {
             .filter(|c| c.record.sandbox_id == s.record.id)
             .map(|c| super::container_status::status_of(&c))
             .collect();
-        Ok(cri::PodSandboxStatusResponse { status: Some(status_of(&s)), info, containers_statuses: containers, timestamp: crate::sandbox::now_ns() })
+        Ok(cri::PodSandboxStatusResponse {
+            status: Some(status_of(&s)),
+            info,
+            containers_statuses: containers,
+            timestamp: crate::sandbox::now_ns(),
+        })
     }
 }

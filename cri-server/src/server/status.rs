@@ -35,17 +35,15 @@ impl CriServer {
         });
         let mut info = HashMap::new();
         if r.verbose {
-            info.insert(
-                "config".to_string(),
-                serde_json::to_string(&*self.config).unwrap_or_default(),
-            );
+            info.insert("config".to_string(), serde_json::to_string(&*self.config).unwrap_or_default());
             if let Some(c) = self.pod_cidr() {
                 info.insert("podCIDR".to_string(), c);
             }
         }
         // The default handler is listed first under the empty name too: that is how kubelet
         // (and critest) name it when a pod has no RuntimeClass.
-        let mut runtime_handlers = vec![cri::RuntimeHandler { name: String::new(), features: Some(self.handler_features(&rt.default_handler).await) }];
+        let mut runtime_handlers =
+            vec![cri::RuntimeHandler { name: String::new(), features: Some(self.handler_features(&rt.default_handler).await) }];
         for name in rt.handlers.keys() {
             let features = self.handler_features(name).await;
             runtime_handlers.push(cri::RuntimeHandler { name: name.clone(), features: Some(features) });

@@ -202,7 +202,12 @@ fn read_v1(mounts: &Mounts, own: &Membership, it: &Membership, u: &mut Usage) {
                 let stat = keyed(&d.join("memory.stat")).unwrap_or_default();
                 // v1 says "no limit" with a huge page-aligned number, not "max".
                 let limit = read_u64(&d.join("memory.limit_in_bytes")).filter(|l| *l < (1u64 << 62));
-                u.memory = Some(Memory::from_stat(usage, limit, &stat, ["total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault", "total_cache"]));
+                u.memory = Some(Memory::from_stat(
+                    usage,
+                    limit,
+                    &stat,
+                    ["total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault", "total_cache"],
+                ));
             }
         }
     }

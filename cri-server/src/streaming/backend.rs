@@ -58,9 +58,8 @@ impl CriServer {
             Ok(rt) => rt,
             Err(e) => return Outcome::Failed(e.message().to_string()),
         };
-        let spec: Option<serde_json::Value> = std::fs::read(record::bundle(&self.registry.root, &id).join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let spec: Option<serde_json::Value> =
+            std::fs::read(record::bundle(&self.registry.root, &id).join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let Some(spec) = spec else { return Outcome::Failed(format!("container {id} has no readable bundle")) };
         let mut process = spec["process"].clone();
         process["args"] = serde_json::json!(r.cmd);
@@ -161,7 +160,14 @@ fn set_nonblocking(fd: &OwnedFd) {
 
 /// Relay between an attach socket and a session until the monitor closes the socket (the
 /// process or container ended) or the client is gone (`io.out` closed).
-pub async fn relay(sock: OwnedFd, io: SessionIo, ctl: Option<PathBuf>, stdout: bool, stderr: bool, close_stdin: bool) -> std::io::Result<()> {
+pub async fn relay(
+    sock: OwnedFd,
+    io: SessionIo,
+    ctl: Option<PathBuf>,
+    stdout: bool,
+    stderr: bool,
+    close_stdin: bool,
+) -> std::io::Result<()> {
     set_nonblocking(&sock);
     #[allow(deprecated)]
     let afd = Arc::new(AsyncFd::new(sock)?);
@@ -208,7 +214,9 @@ async fn send_packet(afd: &AsyncFd<OwnedFd>, data: &[u8]) -> std::io::Result<()>
         let mut g = afd.writable().await?;
         let r = g.try_io(|inner| {
             // SAFETY: sending from a live buffer.
-            let n = unsafe { libc::send(inner.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            let n = unsafe {
+                libc::send(inner.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
             if n < 0 {
                 Err(std::io::Error::last_os_error())
             } else {

@@ -63,7 +63,10 @@ impl Streaming {
     }
 
     fn timeouts(&self) -> Timeouts {
-        Timeouts { idle: Duration::from_secs(self.config.idle_timeout), creation: Duration::from_secs(self.config.stream_creation_timeout.max(1)) }
+        Timeouts {
+            idle: Duration::from_secs(self.config.idle_timeout),
+            creation: Duration::from_secs(self.config.stream_creation_timeout.max(1)),
+        }
     }
 }
 
@@ -166,7 +169,13 @@ fn header_has(h: &HeaderMap, name: impl hyper::header::AsHeaderName, token: &str
 }
 
 fn header_values(h: &HeaderMap, name: &str) -> Vec<String> {
-    h.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 enum Transport {
@@ -221,7 +230,10 @@ fn route(srv: CriServer, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
                 // Clients before protocol negotiation spoke v1.
                 None if offered.is_empty() && !is_pf => None,
                 None => {
-                    let mut r = reply(StatusCode::FORBIDDEN, &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"));
+                    let mut r = reply(
+                        StatusCode::FORBIDDEN,
+                        &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"),
+                    );
                     for p in ours {
                         r.headers_mut().append("x-accepted-stream-protocol-versions", HeaderValue::from_static(p));
                     }
@@ -290,7 +302,9 @@ fn route(srv: CriServer, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
                 match pending {
                     Pending::PortForward(r) => match srv.forward_target(&r.pod_sandbox_id) {
-                        Ok(target) if chosen == Some(portforward::WS_TUNNEL_PROTOCOL) => portforward::serve_ws_tunnel(target, r.port, ws, t.idle).await,
+                        Ok(target) if chosen == Some(portforward::WS_TUNNEL_PROTOCOL) => {
+                            portforward::serve_ws_tunnel(target, r.port, ws, t.idle).await
+                        }
                         Ok(target) => portforward::serve_ws_channels(target, ports, ws, t.idle).await,
                         Err(e) => tracing::info!(error = %e, "PortForward"),
                     },

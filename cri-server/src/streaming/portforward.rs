@@ -71,16 +71,14 @@ pub async fn connect(t: &Target, port: u16) -> std::io::Result<TcpStream> {
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     // setns changes the calling thread only: a thread of its own, which ends right after.
-    std::thread::Builder::new()
-        .name("berth-portfwd".into())
-        .spawn(move || {
-            let r = (|| {
-                let f = std::fs::File::open(&ns)?;
-                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-                connect_here(port)
-            })();
-            let _ = tx.send(r);
-        })?;
+    std::thread::Builder::new().name("berth-portfwd".into()).spawn(move || {
+        let r = (|| {
+            let f = std::fs::File::open(&ns)?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            connect_here(port)
+        })();
+        let _ = tx.send(r);
+    })?;
     let s = rx.await.map_err(|_| std::io::Error::other("the connecting thread died"))??;
     s.set_nonblocking(true)?;
     TcpStream::from_std(s)

@@ -160,7 +160,10 @@ mod tests {
     fn resize_messages_in_pieces() {
         let mut d = ResizeDecoder::default();
         assert_eq!(d.push(br#"{"Width":80,"Hei"#).unwrap(), vec![]);
-        assert_eq!(d.push(br#"ght":24}{"width":100,"height":40}"#).unwrap(), vec![TermSize { width: 80, height: 24 }, TermSize { width: 100, height: 40 }]);
+        assert_eq!(
+            d.push(br#"ght":24}{"width":100,"height":40}"#).unwrap(),
+            vec![TermSize { width: 80, height: 24 }, TermSize { width: 100, height: 40 }]
+        );
         assert!(d.push(b"]]").is_err());
     }
 

@@ -182,7 +182,13 @@ where
     let w = Wants::of(&p);
     let (mut sink, mut stream) = ws.split();
     // Tell the client the session is up: an empty message on the lowest channel it reads.
-    let first = if w.stdout { CH_STDOUT } else if w.stderr { CH_STDERR } else { CH_ERROR };
+    let first = if w.stdout {
+        CH_STDOUT
+    } else if w.stderr {
+        CH_STDERR
+    } else {
+        CH_ERROR
+    };
     if sink.send(chan(first, &[])).await.is_err() {
         return;
     }
@@ -224,11 +230,7 @@ where
         let _ = gone_tx.send(());
     });
     let (out_tx, mut out_rx) = mpsc::channel(64);
-    let io = SessionIo {
-        stdin: w.stdin.then_some(stdin_rx),
-        resize: (w.tty && v.resizes()).then_some(size_rx),
-        out: out_tx,
-    };
+    let io = SessionIo { stdin: w.stdin.then_some(stdin_rx), resize: (w.tty && v.resizes()).then_some(size_rx), out: out_tx };
     let mut backend = pin!(run_backend(srv, p, io));
     let mut out_open = true;
     let outcome = loop {

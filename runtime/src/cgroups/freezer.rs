@@ -19,12 +19,7 @@ pub fn set(dir: &Path, frozen: bool) -> Result<()> {
         // Leave nothing half-frozen behind.
         let _ = fs::write(dir, "cgroup.freeze", "0");
     }
-    Err(Error::Cgroup(format!(
-        "{} did not {} within {}s",
-        dir.display(),
-        if frozen { "freeze" } else { "thaw" },
-        FREEZE_TIMEOUT.as_secs()
-    )))
+    Err(Error::Cgroup(format!("{} did not {} within {}s", dir.display(), if frozen { "freeze" } else { "thaw" }, FREEZE_TIMEOUT.as_secs())))
 }
 
 /// Whether the kernel reports the cgroup frozen.

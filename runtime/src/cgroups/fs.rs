@@ -9,11 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 fn open(dir: &Path, file: &str, write: bool) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .read(!write)
-        .write(write)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(file))
+    std::fs::OpenOptions::new().read(!write).write(write).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(dir.join(file))
 }
 
 fn io_err(dir: &Path, what: String, e: std::io::Error) -> Error {
@@ -37,9 +33,7 @@ pub fn write_lines(dir: &Path, file: &str, value: &str) -> Result<()> {
 
 pub fn read(dir: &Path, file: &str) -> Result<String> {
     let mut s = String::new();
-    open(dir, file, false)
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .map_err(|e| io_err(dir, format!("read {file}"), e))?;
+    open(dir, file, false).and_then(|mut f| f.read_to_string(&mut s)).map_err(|e| io_err(dir, format!("read {file}"), e))?;
     Ok(s)
 }
 
@@ -55,7 +49,11 @@ pub fn read_u64(dir: &Path, file: &str) -> Result<u64> {
 }
 
 pub fn parse_u64(s: &str) -> Option<u64> {
-    if s == "max" { Some(u64::MAX) } else { s.parse().ok() }
+    if s == "max" {
+        Some(u64::MAX)
+    } else {
+        s.parse().ok()
+    }
 }
 
 /// A flat-keyed file (`key value` per line, as memory.events or cpu.stat) as pairs.

@@ -66,7 +66,11 @@ pub fn validate(r: &LinuxResources, _mode: Mode) -> Result<()> {
 
 /// runc's linear blkio → io weight mapping: [10, 1000] → [1, 10000].
 pub fn blkio_to_io_weight(w: u16) -> u64 {
-    if w == 0 { 0 } else { 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990 }
+    if w == 0 {
+        0
+    } else {
+        1 + (u64::from(w).saturating_sub(10)) * 9999 / 990
+    }
 }
 
 pub fn apply(dir: &Path, r: &LinuxResources, _mode: Mode) -> Result<()> {

@@ -43,15 +43,17 @@ pub fn swap_v2(swap: i64, memory: i64) -> Result<i64> {
         (-1 | 0, _) => Ok(swap),
         (_, -1) => Ok(swap),
         (_, 0) => Err(Error::Spec("linux.resources.memory.swap: a swap limit needs a memory limit".into())),
-        (s, m) if s < m => Err(Error::Spec(format!(
-            "linux.resources.memory.swap {s} is below the memory limit {m} (swap is memory+swap)"
-        ))),
+        (s, m) if s < m => Err(Error::Spec(format!("linux.resources.memory.swap {s} is below the memory limit {m} (swap is memory+swap)"))),
         (s, m) => Ok(s - m),
     }
 }
 
 fn value(v: i64) -> String {
-    if v == -1 { "max".into() } else { v.to_string() }
+    if v == -1 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
 }
 
 pub fn apply(dir: &Path, r: &LinuxResources, mode: Mode) -> Result<()> {
@@ -68,9 +70,9 @@ pub fn apply(dir: &Path, r: &LinuxResources, mode: Mode) -> Result<()> {
     if swap != 0 || limit == -1 {
         // An update may change swap alone: the memory limit is then the live one.
         let memory = match (limit, mode) {
-            (0, Mode::Update) => fs::parse_u64(fs::read(dir, "memory.max")?.trim())
-                .map(|v| if v == u64::MAX { -1 } else { v as i64 })
-                .unwrap_or(0),
+            (0, Mode::Update) => {
+                fs::parse_u64(fs::read(dir, "memory.max")?.trim()).map(|v| if v == u64::MAX { -1 } else { v as i64 }).unwrap_or(0)
+            }
             _ => limit,
         };
         let v = swap_v2(swap, memory)?;

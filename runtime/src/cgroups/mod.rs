@@ -324,7 +324,11 @@ mod tests {
             .memory(LinuxMemoryBuilder::default().limit(1 << 20).build().unwrap())
             .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
             .cpu(LinuxCpuBuilder::default().cpus("0").build().unwrap())
-            .unified([("memory.high".to_string(), "max".to_string()), ("misc.max".to_string(), "x 1".to_string())].into_iter().collect::<std::collections::HashMap<_, _>>())
+            .unified(
+                [("memory.high".to_string(), "max".to_string()), ("misc.max".to_string(), "x 1".to_string())]
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
             .build()
             .unwrap();
         let names: Vec<String> = required_controllers(&r).into_iter().map(|(c, _)| c).collect();

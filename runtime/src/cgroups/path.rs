@@ -30,7 +30,8 @@ pub fn is_systemd_form(p: &Path) -> bool {
 /// The process's own cgroup (the `0::` line of /proc/self/cgroup), relative to the root.
 fn own_cgroup() -> Result<PathBuf> {
     let s = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::Cgroup(format!("read /proc/self/cgroup: {e}")))?;
-    let line = s.lines().find_map(|l| l.strip_prefix("0::")).ok_or_else(|| Error::Cgroup("no cgroup2 entry in /proc/self/cgroup".into()))?;
+    let line =
+        s.lines().find_map(|l| l.strip_prefix("0::")).ok_or_else(|| Error::Cgroup("no cgroup2 entry in /proc/self/cgroup".into()))?;
     Ok(PathBuf::from(line.trim_start_matches('/')))
 }
 
@@ -60,10 +61,7 @@ pub fn path_for(spec_path: Option<&Path>, id: &str) -> Result<PathBuf> {
     let rel = match spec_path {
         None => PathBuf::from(DEFAULT_PARENT).join(id),
         Some(p) if is_systemd_form(p) => {
-            return Err(Error::Spec(format!(
-                "linux.cgroupsPath {:?} is in systemd's slice:prefix:name form: use --systemd-cgroup",
-                p
-            )))
+            return Err(Error::Spec(format!("linux.cgroupsPath {:?} is in systemd's slice:prefix:name form: use --systemd-cgroup", p)))
         }
         Some(p) if p.is_absolute() => clean(p)?,
         Some(p) => {

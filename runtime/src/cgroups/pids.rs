@@ -19,7 +19,11 @@ pub fn validate(r: &LinuxResources, _mode: Mode) -> Result<()> {
 
 /// A positive limit is written as is; 0 and -1 mean unlimited (runc 1.1 and Docker read 0 so).
 pub fn value(limit: i64) -> String {
-    if limit > 0 { limit.to_string() } else { "max".into() }
+    if limit > 0 {
+        limit.to_string()
+    } else {
+        "max".into()
+    }
 }
 
 pub fn apply(dir: &Path, r: &LinuxResources, _mode: Mode) -> Result<()> {

@@ -85,13 +85,33 @@ mod tests {
 
     #[test]
     fn keys_are_checked() {
-        for (k, c) in [("memory.oom.group", "memory"), ("memory.high", "memory"), ("cpu.max.burst", "cpu"),
-            ("hugetlb.2MB.rsvd.max", "hugetlb"), ("misc.max", "misc"), ("cgroup.max.depth", "cgroup")] {
+        for (k, c) in [
+            ("memory.oom.group", "memory"),
+            ("memory.high", "memory"),
+            ("cpu.max.burst", "cpu"),
+            ("hugetlb.2MB.rsvd.max", "hugetlb"),
+            ("misc.max", "misc"),
+            ("cgroup.max.depth", "cgroup"),
+        ] {
             assert_eq!(controller_of(k).unwrap(), c, "{k}");
         }
-        for k in ["memory", "../memory.max", "memory.max/../../x", "/etc/passwd", ".memory.max", "memory.",
-            "memory..max", "foo.bar", "cgroup.procs", "cgroup.kill", "cgroup.freeze", "cgroup.subtree_control",
-            "Memory.max", "memory.max\n", ""] {
+        for k in [
+            "memory",
+            "../memory.max",
+            "memory.max/../../x",
+            "/etc/passwd",
+            ".memory.max",
+            "memory.",
+            "memory..max",
+            "foo.bar",
+            "cgroup.procs",
+            "cgroup.kill",
+            "cgroup.freeze",
+            "cgroup.subtree_control",
+            "Memory.max",
+            "memory.max\n",
+            "",
+        ] {
             assert!(controller_of(k).is_err(), "{k:?} accepted");
         }
     }

@@ -262,11 +262,14 @@ mod tests {
             "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]}
         }));
         let m = external_mounts(&s);
-        assert_eq!(m, vec![
-            ExternalMount { dest: "/data".into(), source: Some("/srv/data".into()) },
-            ExternalMount { dest: "/etc/hosts".into(), source: Some("/tmp/hosts".into()) },
-            ExternalMount { dest: "/sys/fs/cgroup".into(), source: None },
-        ]);
+        assert_eq!(
+            m,
+            vec![
+                ExternalMount { dest: "/data".into(), source: Some("/srv/data".into()) },
+                ExternalMount { dest: "/etc/hosts".into(), source: Some("/tmp/hosts".into()) },
+                ExternalMount { dest: "/sys/fs/cgroup".into(), source: None },
+            ]
+        );
         assert_eq!(joined_path(&s, LinuxNamespaceType::Network), Some(PathBuf::from("/run/netns/x")));
         assert_eq!(joined_path(&s, LinuxNamespaceType::Pid), None);
     }

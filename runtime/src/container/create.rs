@@ -134,8 +134,8 @@ pub fn create_from(opts: &CreateOpts, bundle: spec::Bundle, console: Option<Owne
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx("create exec fifo")?;
     // mkfifo honours the umask; the container's user must be able to open it for writing.
     std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx("chmod exec fifo")?;
-    let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-        .ctx("open exec fifo")?;
+    let fifo =
+        nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).ctx("open exec fifo")?;
 
     // Before the clone: an idmap can only be given with the host's rights.
     let idmapped = crate::rootfs::idmap::prepare(&bundle.spec, &bundle.path)?;

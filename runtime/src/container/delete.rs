@@ -25,7 +25,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Status::Created => stop(&st)?,
         s @ (Status::Running | Status::Paused | Status::Creating) => {
             if !force {
-                return Err(Error::Status { id: id.into(), status: s.to_string(), why: "cannot delete a container that is not stopped (use --force)".into() });
+                return Err(Error::Status {
+                    id: id.into(),
+                    status: s.to_string(),
+                    why: "cannot delete a container that is not stopped (use --force)".into(),
+                });
             }
             stop(&st)?;
         }

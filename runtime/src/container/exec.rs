@@ -14,8 +14,8 @@ use crate::process::enter::{self, EnterArgs};
 use crate::process::pidfd;
 use crate::state::{State, Status};
 use crate::sync::{self, Msg};
-use oci_spec::runtime::{Capability, Process};
 use nix::sys::signal::{SigSet, Signal};
+use oci_spec::runtime::{Capability, Process};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
@@ -63,9 +63,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 why: "cannot exec in a paused container (use --ignore-paused to override)".into(),
             })
         }
-        s => {
-            return Err(Error::Status { id: st.id.clone(), status: s.to_string(), why: "cannot exec in a stopped container".into() })
-        }
+        s => return Err(Error::Status { id: st.id.clone(), status: s.to_string(), why: "cannot exec in a stopped container".into() }),
     }
     let bundle = crate::spec::load(&st.bundle)?;
     let process = match &o.process_file {
@@ -163,7 +161,10 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 // A notifying filter: its listener goes to the agent, with the container's
                 // state and the exec process's pid, as for the init.
                 Some((Msg::SeccompListener, Some(fd))) => {
-                    let l = bundle.seccomp.as_ref().and_then(|p| p.listener())
+                    let l = bundle
+                        .seccomp
+                        .as_ref()
+                        .and_then(|p| p.listener())
                         .ok_or_else(|| Error::Init("sync: seccomp listener without listenerPath".into()))?;
                     crate::seccomp::notify::send(l, pid, &super::state_json(&st, status), std::os::fd::AsFd::as_fd(&fd))?;
                 }
@@ -279,9 +280,7 @@ pub fn from_flags(mut p: Process, f: &ProcessFlags) -> Result<Process> {
             Some((u, g)) => (u, Some(g)),
             None => (u.as_str(), None),
         };
-        let num = |s: &str, what: &str| {
-            s.parse::<u32>().map_err(|_| Error::Spec(format!("--user {u:?}: {what} must be a number")))
-        };
+        let num = |s: &str, what: &str| s.parse::<u32>().map_err(|_| Error::Spec(format!("--user {u:?}: {what} must be a number")));
         user.set_uid(num(uid, "uid")?);
         if let Some(g) = gid {
             user.set_gid(num(g, "gid")?);

@@ -3,8 +3,8 @@
 //! Only what berth really does is listed: a client (containerd, CRI-O, podman) turns
 //! features on from this, so a claim berth cannot keep would fail pods later.
 
-use crate::{lsm, seccomp};
 use crate::rootfs::mounts::KNOWN_OPTIONS;
+use crate::{lsm, seccomp};
 use serde_json::{json, Value};
 use std::path::Path;
 

@@ -24,8 +24,14 @@ pub fn list(root: &Path) -> Result<Vec<OciState>> {
 pub fn table(items: &[OciState]) -> String {
     let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
     for s in items {
-        rows.push(vec![s.id.clone(), s.pid.to_string(), s.status.to_string(), s.bundle.display().to_string(),
-            s.created.clone(), s.owner.clone()]);
+        rows.push(vec![
+            s.id.clone(),
+            s.pid.to_string(),
+            s.status.to_string(),
+            s.bundle.display().to_string(),
+            s.created.clone(),
+            s.owner.clone(),
+        ]);
     }
     let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len() + 3).max().unwrap_or(0).max(12)).collect();
     let mut out = String::new();

@@ -3,9 +3,9 @@
 pub mod checkpoint;
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
-pub mod events;
 pub mod kill;
 pub mod list;
 pub mod pause;

@@ -34,10 +34,8 @@ pub fn table(pids: &[i32], args: &[String]) -> Result<String> {
 fn filter(text: &str, pids: &[i32]) -> Result<String> {
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let col = header
-        .split_whitespace()
-        .position(|t| t == "PID")
-        .ok_or_else(|| Error::Init("couldn't find PID field in ps output".into()))?;
+    let col =
+        header.split_whitespace().position(|t| t == "PID").ok_or_else(|| Error::Init("couldn't find PID field in ps output".into()))?;
     let mut out = format!("{header}\n");
     for line in lines.filter(|l| !l.is_empty()) {
         let pid = line

@@ -140,8 +140,9 @@ pub fn restore(o: &RestoreOpts) -> Result<i32> {
         let Some(p) = ns.path() else { continue };
         let typ = ns.typ();
         if let Some((_, key)) = EXTERNAL_NAMESPACES.iter().find(|(t, _)| *t == typ) {
-            let fd = nix::fcntl::open(p.as_path(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .with_ctx(|| format!("open {typ} namespace {}", p.display()))?;
+            let fd =
+                nix::fcntl::open(p.as_path(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                    .with_ctx(|| format!("open {typ} namespace {}", p.display()))?;
             c.arg("--inherit-fd").arg(format!("fd[{}]:{key}", fd.as_raw_fd()));
             inherited.push(fd);
         } else if typ == LinuxNamespaceType::Cgroup {
@@ -220,8 +221,14 @@ fn replace_stopped(root: &Path, id: &str) -> Result<()> {
 /// What criu's child does before exec: join the container's cgroup, enter a private mount
 /// namespace, bind the rootfs on `criu_root`, keep `keep` open across exec. Only system
 /// calls happen in the child (the strings are made here).
-fn pre_exec(cgroup: &Path, rootfs: &Path, criu_root: &Path, keep: Vec<RawFd>) -> Result<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>> {
-    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Spec(format!("path {} contains a NUL byte", p.display())));
+fn pre_exec(
+    cgroup: &Path,
+    rootfs: &Path,
+    criu_root: &Path,
+    keep: Vec<RawFd>,
+) -> Result<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>> {
+    let cstr =
+        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Spec(format!("path {} contains a NUL byte", p.display())));
     let procs = cstr(&cgroup.join("cgroup.procs"))?;
     let rootfs = cstr(rootfs)?;
     let target = cstr(criu_root)?;

@@ -5,11 +5,8 @@ use oci_spec::runtime::Spec;
 use std::path::Path;
 
 pub fn default_spec(rootless: bool) -> Spec {
-    let mut spec = if rootless {
-        Spec::rootless(nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
-    } else {
-        Spec::default()
-    };
+    let mut spec =
+        if rootless { Spec::rootless(nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) } else { Spec::default() };
     spec.set_hostname(Some("berth".into()));
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(true));

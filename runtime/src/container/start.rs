@@ -16,11 +16,8 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
     let pfd = pidfd::open(st.pid).ok_or_else(|| Error::Init("container init is gone".into()))?;
     let fifo_path = st.fifo(root);
     // Non-blocking open never hangs; poll then waits for init's byte or its death.
-    let fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&fifo_path)
-        .ctx("open exec fifo")?;
+    let fifo =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&fifo_path).ctx("open exec fifo")?;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pfd.as_fd(), PollFlags::POLLIN)];
         match nix::poll::poll(&mut fds, PollTimeout::NONE) {

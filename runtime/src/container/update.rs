@@ -83,14 +83,19 @@ pub fn resources(f: &Flags) -> Result<LinuxResources> {
     let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
         v.as_deref().map(|s| if s == "-1" { Some(-1) } else { ram_in_bytes(s) }.ok_or_else(|| invalid(flag, s))).transpose()
     };
-    for (key, flag, v) in [("period", "cpu-period", &f.cpu_period), ("burst", "cpu-burst", &f.cpu_burst),
-        ("shares", "cpu-share", &f.cpu_share), ("realtimePeriod", "cpu-rt-period", &f.cpu_rt_period)] {
+    for (key, flag, v) in [
+        ("period", "cpu-period", &f.cpu_period),
+        ("burst", "cpu-burst", &f.cpu_burst),
+        ("shares", "cpu-share", &f.cpu_share),
+        ("realtimePeriod", "cpu-rt-period", &f.cpu_rt_period),
+    ] {
         if let Some(n) = uint(flag, v)? {
             cpu.insert(key.into(), json!(n));
         }
     }
-    for (key, flag, v) in [("quota", "cpu-quota", &f.cpu_quota), ("realtimeRuntime", "cpu-rt-runtime", &f.cpu_rt_runtime),
-        ("idle", "cpu-idle", &f.cpu_idle)] {
+    for (key, flag, v) in
+        [("quota", "cpu-quota", &f.cpu_quota), ("realtimeRuntime", "cpu-rt-runtime", &f.cpu_rt_runtime), ("idle", "cpu-idle", &f.cpu_idle)]
+    {
         if let Some(n) = int(flag, v)? {
             cpu.insert(key.into(), json!(n));
         }
@@ -100,8 +105,11 @@ pub fn resources(f: &Flags) -> Result<LinuxResources> {
             cpu.insert(key.into(), json!(s));
         }
     }
-    for (key, flag, v) in [("limit", "memory", &f.memory), ("reservation", "memory-reservation", &f.memory_reservation),
-        ("swap", "memory-swap", &f.memory_swap)] {
+    for (key, flag, v) in [
+        ("limit", "memory", &f.memory),
+        ("reservation", "memory-reservation", &f.memory_reservation),
+        ("swap", "memory-swap", &f.memory_swap),
+    ] {
         if let Some(n) = bytes(flag, v)? {
             mem.insert(key.into(), json!(n));
         }

@@ -125,8 +125,9 @@ fn join(init: &OwnedFd, plan: &Plan) -> Result<()> {
     for (name, typ) in NAMESPACES {
         if plan.flags.contains(crate::namespaces::flag(typ)) {
             let path = format!("/proc/{}/ns/{name}", plan.pid);
-            let fd = nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .with_ctx(|| format!("open {path}"))?;
+            let fd =
+                nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                    .with_ctx(|| format!("open {path}"))?;
             joins.push((typ, fd));
         }
     }

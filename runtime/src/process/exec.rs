@@ -11,11 +11,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub fn resolve(arg0: &str, env: &[String]) -> Result<PathBuf> {
     if arg0.contains('/') {
         let p = PathBuf::from(arg0);
-        return if is_executable(&p) {
-            Ok(p)
-        } else {
-            Err(Error::Spec(format!("exec {arg0:?}: no such executable file")))
-        };
+        return if is_executable(&p) { Ok(p) } else { Err(Error::Spec(format!("exec {arg0:?}: no such executable file"))) };
     }
     let path = env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     for dir in path.split(':') {
@@ -33,9 +29,7 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
-    v.iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| Error::Spec(format!("{s:?} contains a NUL byte"))))
-        .collect()
+    v.iter().map(|s| CString::new(s.as_bytes()).map_err(|_| Error::Spec(format!("{s:?} contains a NUL byte")))).collect()
 }
 
 /// Prepared arguments for execve, built before the point of no return.

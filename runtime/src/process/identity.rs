@@ -49,8 +49,7 @@ pub fn apply(process: &Process) -> Result<()> {
     }
     let user = process.user();
     nix::sys::prctl::set_keepcaps(true).ctx("keep capabilities across setuid")?;
-    let groups: Vec<nix::unistd::Gid> =
-        user.additional_gids().iter().flatten().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    let groups: Vec<nix::unistd::Gid> = user.additional_gids().iter().flatten().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
     match nix::unistd::setgroups(&groups) {
         // A joined user namespace may deny setgroups; only an empty list can be let go.
         Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
@@ -70,9 +69,8 @@ pub fn apply(process: &Process) -> Result<()> {
         r => r.with_ctx(|| format!("setuid {}", user.uid()))?,
     }
     if let Some(s) = &sets {
-        let set = |which: CapSet, v: &CapsHashSet| {
-            caps::set(None, which, v).map_err(|e| Error::Spec(format!("set {which:?} capabilities: {e}")))
-        };
+        let set =
+            |which: CapSet, v: &CapsHashSet| caps::set(None, which, v).map_err(|e| Error::Spec(format!("set {which:?} capabilities: {e}")));
         set(CapSet::Inheritable, &s.inheritable)?;
         set(CapSet::Effective, &s.effective)?;
         set(CapSet::Permitted, &s.permitted)?;

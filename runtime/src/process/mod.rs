@@ -15,7 +15,6 @@ pub mod spawn;
 pub fn reset_signals() -> crate::error::Result<()> {
     use crate::error::Context;
     // SAFETY: resetting a disposition to SIG_DFL installs no handler.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .ctx("reset SIGPIPE")?;
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }.ctx("reset SIGPIPE")?;
     nix::sys::signal::SigSet::empty().thread_set_mask().ctx("clear signal mask")
 }

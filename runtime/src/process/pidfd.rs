@@ -31,5 +31,9 @@ pub fn signal(pidfd: &OwnedFd, sig: i32) -> nix::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on an fd we own.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, 0usize, 0u32) };
-    if r < 0 { Err(nix::errno::Errno::last()) } else { Ok(()) }
+    if r < 0 {
+        Err(nix::errno::Errno::last())
+    } else {
+        Ok(())
+    }
 }

@@ -139,9 +139,7 @@ fn become_joined_userns_root() -> Result<()> {
 /// Inside a new user namespace, act as its root (when the spec maps uid/gid 0).
 fn become_userns_root(args: &InitArgs) -> Result<()> {
     let linux = args.spec.linux().as_ref();
-    let maps0 = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        m.is_some_and(|m| m.iter().any(|m| m.container_id() == 0))
-    };
+    let maps0 = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| m.is_some_and(|m| m.iter().any(|m| m.container_id() == 0));
     if maps0(linux.and_then(|l| l.gid_mappings().as_ref())) {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("setgid 0 in user namespace")?;
     }

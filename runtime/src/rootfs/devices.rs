@@ -4,7 +4,7 @@ use super::safe_path;
 use crate::error::{Context, Result};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{mknodat, makedev, Mode, SFlag};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 use std::os::fd::BorrowedFd;
@@ -23,8 +23,7 @@ pub struct Device<'a> {
 
 /// The devices every container gets (runc's defaults).
 const DEFAULTS: [(&str, u64, u64); 6] =
-    [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
-     ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
+    [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
 
 /// Populates a fresh /dev: default devices and the standard symlinks.
 pub fn setup_default(root: BorrowedFd, bind_from_host: bool) -> Result<()> {
@@ -33,8 +32,13 @@ pub fn setup_default(root: BorrowedFd, bind_from_host: bool) -> Result<()> {
         create(root, &d, bind_from_host)?;
     }
     let dev = safe_path::mkdir_all(root, Path::new("/dev"))?;
-    let mut links = vec![("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")];
+    let mut links = vec![
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ];
     if Path::new("/proc/kcore").exists() {
         links.push(("core", "/proc/kcore"));
     }
@@ -64,8 +68,7 @@ pub fn create(root: BorrowedFd, d: &Device, bind_from_host: bool) -> Result<()> 
         Err(Errno::EPERM) => return bind_host(root, d),
         r => r.with_ctx(|| format!("mknod {}", d.path.display()))?,
     }
-    fchownat(&parent, name.as_os_str(), Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+    fchownat(&parent, name.as_os_str(), Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .with_ctx(|| format!("chown {}", d.path.display()))
 }
 
@@ -75,8 +78,9 @@ pub fn create(root: BorrowedFd, d: &Device, bind_from_host: bool) -> Result<()> 
 /// through that fd, so what was checked is what is mounted.
 fn bind_host(root: BorrowedFd, d: &Device) -> Result<()> {
     let path = d.path;
-    let src = nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-        .with_ctx(|| format!("open host device {}", path.display()))?;
+    let src =
+        nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+            .with_ctx(|| format!("open host device {}", path.display()))?;
     let st = nix::sys::stat::fstat(&src).with_ctx(|| format!("stat host device {}", path.display()))?;
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     if kind != d.kind || st.st_rdev != makedev(d.major, d.minor) {

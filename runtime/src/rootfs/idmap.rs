@@ -68,10 +68,10 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Prepared> {
         };
         // SAFETY: the fd stays open (in `userns`) for the rest of this function.
         let ns = unsafe { BorrowedFd::borrow_raw(ns) };
-        out.push(Some(idmapped_tree(&src, recursive, ns).map_err(|cause| Error::Sys {
-            context: format!("id-mapped mount of {} on {dest}{}", src.display(), hint(cause)),
-            cause,
-        })?));
+        out.push(Some(
+            idmapped_tree(&src, recursive, ns)
+                .map_err(|cause| Error::Sys { context: format!("id-mapped mount of {} on {dest}{}", src.display(), hint(cause)), cause })?,
+        ));
     }
     Ok(out)
 }
@@ -94,17 +94,18 @@ pub fn idmapped_tree(src: &Path, recursive: bool, userns: BorrowedFd) -> Result<
     // SAFETY: a NUL-terminated path; the returned fd is new and ours.
     let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags as libc::c_uint) };
     let tree = unsafe { OwnedFd::from_raw_fd(Errno::result(r)? as i32) };
-    let mut attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
+    let mut attr = libc::mount_attr { attr_set: libc::MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
     let at = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty NUL-terminated path, a mount_attr of the size passed.
     let r = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), at as libc::c_uint,
-            &mut attr as *mut libc::mount_attr, std::mem::size_of::<libc::mount_attr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            at as libc::c_uint,
+            &mut attr as *mut libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
     };
     Errno::result(r)?;
     Ok(tree)
@@ -115,8 +116,14 @@ pub fn idmapped_tree(src: &Path, recursive: bool, userns: BorrowedFd) -> Result<
 pub fn attach(tree: BorrowedFd, target: BorrowedFd) -> Result<(), Errno> {
     // SAFETY: two valid fds and empty NUL-terminated paths.
     let r = unsafe {
-        libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), target.as_raw_fd(), c"".as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH)
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
     };
     Errno::result(r).map(|_| ())
 }
@@ -138,8 +145,11 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
     }
     drop(rd);
     let r = namespaces::write_id_maps(pid, uid, gid).and_then(|()| {
-        nix::fcntl::open(format!("/proc/{pid}/ns/user").as_str(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty())
+        nix::fcntl::open(
+            format!("/proc/{pid}/ns/user").as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
         .ctx("open the idmap user namespace")
     });
     drop(wr);
@@ -160,7 +170,14 @@ mod tests {
     fn only_mounts_with_mappings_are_idmapped() {
         let plain = MountBuilder::default().destination("/a").typ("bind").source("/tmp").build().unwrap();
         assert!(!is_idmapped(&plain));
-        let m = MountBuilder::default().destination("/a").typ("bind").source("/tmp").uid_mappings(vec![map(0, 1000, 10)]).gid_mappings(vec![map(0, 1000, 10)]).build().unwrap();
+        let m = MountBuilder::default()
+            .destination("/a")
+            .typ("bind")
+            .source("/tmp")
+            .uid_mappings(vec![map(0, 1000, 10)])
+            .gid_mappings(vec![map(0, 1000, 10)])
+            .build()
+            .unwrap();
         assert!(is_idmapped(&m));
     }
 }

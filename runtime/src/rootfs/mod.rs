@@ -46,20 +46,13 @@ pub fn prepare(s: &Setup) -> Result<()> {
         mount(None::<&str>, "/", None::<&str>, root_propagation(s.spec)?, None::<&str>).ctx("set / propagation")?;
         make_parent_private(s.rootfs)?;
         // pivot_root needs the new root to be a mount point.
-        mount(Some(s.rootfs), s.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .ctx("bind rootfs onto itself")?;
+        mount(Some(s.rootfs), s.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).ctx("bind rootfs onto itself")?;
     }
     let root = nix::fcntl::open(s.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
         .with_ctx(|| format!("open rootfs {}", s.rootfs.display()))?;
     let spec_mounts = s.spec.mounts().as_deref().unwrap_or_default();
     let mount_label = s.spec.linux().as_ref().and_then(|l| l.mount_label().as_deref());
-    let ctx = mounts::MountContext {
-        root: root.as_fd(),
-        bundle: s.bundle,
-        cgroup: s.cgroup,
-        new_cgroupns: s.new_cgroupns,
-        mount_label,
-    };
+    let ctx = mounts::MountContext { root: root.as_fd(), bundle: s.bundle, cgroup: s.cgroup, new_cgroupns: s.new_cgroupns, mount_label };
     for (i, m) in spec_mounts.iter().enumerate() {
         let tree = s.idmapped.get(i).and_then(|t| t.as_ref()).map(|t| t.as_fd());
         mounts::mount_one(&ctx, m, tree)?;
@@ -84,8 +77,7 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         .max_by_key(|mp| mp.len())
         .map(unescape)
         .unwrap_or_else(|| "/".into());
-    mount(None::<&str>, parent.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .with_ctx(|| format!("make {parent} private"))
+    mount(None::<&str>, parent.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).with_ctx(|| format!("make {parent} private"))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -110,8 +102,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         // Work on the old root through its fd: "." would name the new root, and making
         // that slave would strip the propagation of the container's own mounts.
         nix::unistd::fchdir(&old_root).ctx("chdir to old root")?;
-        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .ctx("make old root slave")?;
+        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).ctx("make old root slave")?;
         umount2(".", MntFlags::MNT_DETACH).ctx("detach old root")?;
     }
     nix::unistd::chdir("/").ctx("chdir /")

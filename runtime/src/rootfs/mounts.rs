@@ -25,10 +25,39 @@ pub struct Options {
 /// options below and the propagation options; the recursive ones are in
 /// [`mount_attr::REC_OPTIONS`].
 pub const KNOWN_OPTIONS: &[&str] = &[
-    "defaults", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async", "dirsync",
-    "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
-    "strictatime", "nostrictatime", "bind", "rbind", "private", "rprivate", "shared", "rshared", "slave",
-    "rslave", "unbindable", "runbindable",
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "bind",
+    "rbind",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
 ];
 
 pub fn parse_options(opts: &[String]) -> Options {
@@ -155,8 +184,7 @@ pub fn mount_one(ctx: &MountContext, m: &Mount, tree: Option<BorrowedFd>) -> Res
         match r {
             // sysfs can only be mounted by the owner of the network namespace: bind the host's.
             Err(Errno::EPERM) if typ == "sysfs" => {
-                mount(Some("/sys"), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                    .with_ctx(what)?;
+                mount(Some("/sys"), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).with_ctx(what)?;
                 remount_bind(&mounted(ctx, dest)?, opts.flags | MsFlags::MS_RDONLY, dest)?;
             }
             // ENODEV: the kernel does not know this file system type; name that.
@@ -178,7 +206,9 @@ pub fn mount_one(ctx: &MountContext, m: &Mount, tree: Option<BorrowedFd>) -> Res
     if !opts.rec.is_empty() {
         use std::os::fd::AsFd;
         mount_attr::set_recursive(top._fd.as_fd(), opts.rec).map_err(|e| match e {
-            Errno::ENOSYS => Error::Spec(format!("mount on {}: recursive mount options need mount_setattr(2) (Linux 5.12)", dest.display())),
+            Errno::ENOSYS => {
+                Error::Spec(format!("mount on {}: recursive mount options need mount_setattr(2) (Linux 5.12)", dest.display()))
+            }
             cause => Error::Sys { context: format!("set recursive attributes of {}", dest.display()), cause },
         })?;
     }
@@ -200,8 +230,8 @@ impl std::ops::Deref for Mounted {
 }
 
 fn mounted(ctx: &MountContext, dest: &Path) -> Result<Mounted> {
-    let fd = safe_path::open_in_root(ctx.root, dest, nix::fcntl::OFlag::O_PATH, 0)
-        .with_ctx(|| format!("open {} in rootfs", dest.display()))?;
+    let fd =
+        safe_path::open_in_root(ctx.root, dest, nix::fcntl::OFlag::O_PATH, 0).with_ctx(|| format!("open {} in rootfs", dest.display()))?;
     let path = safe_path::proc_fd_path(&fd);
     Ok(Mounted { _fd: fd, path })
 }

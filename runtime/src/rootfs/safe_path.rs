@@ -24,8 +24,13 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag, mode: u32) -> n
     loop {
         // SAFETY: valid pointers to a NUL-terminated path and an open_how of the size passed.
         let fd = unsafe {
-            libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>())
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
         };
         if fd >= 0 {
             // SAFETY: fresh fd owned by us.
@@ -41,7 +46,11 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag, mode: u32) -> n
 /// The path made relative (so "/etc/x" and "etc/x" name the same entry under the root).
 fn relative(path: &Path) -> PathBuf {
     let rel: PathBuf = path.components().filter(|c| !matches!(c, Component::RootDir)).collect();
-    if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel }
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
 }
 
 /// Opens (O_PATH) a directory inside the root, creating missing components (mode 0755).

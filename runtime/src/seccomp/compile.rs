@@ -175,8 +175,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
         // runc: conditions sharing an argument index are each a rule of their own.
         let mut seen = [0u8; 6];
         conds.iter().for_each(|c| seen[c.index as usize] += 1);
-        let groups: Vec<Vec<Cond>> =
-            if seen.iter().any(|n| *n > 1) { conds.iter().map(|c| vec![*c]).collect() } else { vec![conds] };
+        let groups: Vec<Vec<Cond>> = if seen.iter().any(|n| *n > 1) { conds.iter().map(|c| vec![*c]).collect() } else { vec![conds] };
 
         for name in rule.names() {
             let mut known = false;
@@ -346,9 +345,9 @@ fn generate(sections: &[Section], default: u32, stub: bool) -> Result<Vec<SockFi
             g.section(s, 0, u32::MAX, stub);
         }
     }
-    g.asm.finish().map_err(|bpf::TooLong(n)| {
-        bad(format!("the profile compiles to {n} BPF instructions, more than the kernel's {}", bpf::MAX_INSNS))
-    })
+    g.asm
+        .finish()
+        .map_err(|bpf::TooLong(n)| bad(format!("the profile compiles to {n} BPF instructions, more than the kernel's {}", bpf::MAX_INSNS)))
 }
 
 impl<'a> Gen<'a> {
@@ -493,4 +492,3 @@ fn cond(asm: &mut Asm, c: &Cond, a32: bool, fail: Label) -> Static {
     asm.bind(pass);
     Static::Emitted
 }
-

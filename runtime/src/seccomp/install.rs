@@ -13,9 +13,8 @@ const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 pub fn install(p: &Program) -> Result<Option<OwnedFd>> {
     let prog = libc::sock_fprog { len: p.filter.len() as u16, filter: p.filter.as_ptr() as *mut libc::sock_filter };
     // SAFETY: `prog` points at `p.filter`, alive for the call; the kernel copies it.
-    let r = unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, p.flags as libc::c_ulong, &prog as *const libc::sock_fprog)
-    };
+    let r =
+        unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, p.flags as libc::c_ulong, &prog as *const libc::sock_fprog) };
     if r < 0 {
         let e = nix::errno::Errno::last();
         let why = match e {

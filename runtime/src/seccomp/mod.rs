@@ -82,15 +82,8 @@ pub const ACTIONS: [&str; 9] = [
 ];
 
 /// Argument operators berth implements.
-pub const OPERATORS: [&str; 7] = [
-    "SCMP_CMP_EQ",
-    "SCMP_CMP_GE",
-    "SCMP_CMP_GT",
-    "SCMP_CMP_LE",
-    "SCMP_CMP_LT",
-    "SCMP_CMP_MASKED_EQ",
-    "SCMP_CMP_NE",
-];
+pub const OPERATORS: [&str; 7] =
+    ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"];
 
 /// Architectures berth has syscall tables for (`SCMP_ARCH_...`).
 pub fn architectures() -> Vec<&'static str> {
@@ -98,12 +91,8 @@ pub fn architectures() -> Vec<&'static str> {
 }
 
 /// Filter flags berth understands.
-pub const KNOWN_FLAGS: [&str; 4] = [
-    "SECCOMP_FILTER_FLAG_TSYNC",
-    "SECCOMP_FILTER_FLAG_LOG",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-];
+pub const KNOWN_FLAGS: [&str; 4] =
+    ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"];
 
 /// The known flags this kernel accepts, probed without installing anything.
 pub fn supported_flags() -> Vec<&'static str> {

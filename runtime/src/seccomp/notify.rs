@@ -18,8 +18,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// The container process state for a listener of process `pid`; `state` is the
 /// container's state JSON (`berth state`'s shape).
 pub fn process_state(listener: &Listener, pid: i32, state: &[u8]) -> Result<Vec<u8>> {
-    let state: serde_json::Value =
-        serde_json::from_slice(state).map_err(|e| Error::Init(format!("container state is not JSON: {e}")))?;
+    let state: serde_json::Value = serde_json::from_slice(state).map_err(|e| Error::Init(format!("container state is not JSON: {e}")))?;
     let mut v = serde_json::json!({
         "ociVersion": state.get("ociVersion").cloned().unwrap_or_else(|| crate::state::OCI_VERSION.into()),
         "fds": ["seccompFd"],

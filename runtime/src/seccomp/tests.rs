@@ -324,7 +324,9 @@ fn no_enosys_stub_when_the_default_lets_through() {
     assert_eq!(bpf::run(&p, 110, X86_64, [0; 6]), RET_ALLOW);
     assert_eq!(bpf::run(&p, 1, X86_64, [0; 6]), ERRNO_EPERM);
     // defaultErrnoRet ENOSYS already is the stub's answer
-    let p = prog(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}));
+    let p = prog(
+        json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}),
+    );
     assert_eq!(bpf::run(&p, 1000, X86_64, [0; 6]), ERRNO_ENOSYS);
 }
 
@@ -335,14 +337,29 @@ fn bad_profiles_fail_clearly() {
         (json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}), "16 bits"),
         (json!({"defaultAction": "SCMP_ACT_NOTIFY"}), "default action"),
         (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}), "names is empty"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]}), "syscalls[0]"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
-            "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}), "argument index 6"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}), "listenerPath is not set"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
-            "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}), "sendmsg"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "rel.sock",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}), "not absolute"),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]}),
+            "syscalls[0]",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+            "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}),
+            "argument index 6",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "listenerPath is not set",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "sendmsg",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "rel.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "not absolute",
+        ),
         (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x"}), "listenerMetadata"),
     ];
     for (v, want) in cases {
@@ -396,5 +413,3 @@ fn features_lists() {
     let supported = super::supported_flags();
     assert!(supported.contains(&"SECCOMP_FILTER_FLAG_LOG"), "{supported:?}");
 }
-
-

@@ -197,7 +197,9 @@ mod tests {
     #[test]
     fn bad_devices() {
         use tonic::Code::*;
-        let code = |d: Device| devices_with(&ContainerConfig { devices: vec![d], ..Default::default() }, false, Path::new("/dev")).unwrap_err().code();
+        let code = |d: Device| {
+            devices_with(&ContainerConfig { devices: vec![d], ..Default::default() }, false, Path::new("/dev")).unwrap_err().code()
+        };
         assert_eq!(code(dev("/dev/does-not-exist-xyz", "/dev/x", "rw")), NotFound);
         assert_eq!(code(dev("/etc/hostname", "/dev/x", "rw")), InvalidArgument);
         assert_eq!(code(dev("/dev/null", "dev/x", "rw")), InvalidArgument);

@@ -291,11 +291,7 @@ pub fn build(i: &SpecInput) -> Result<Built, SpecError> {
     spec.set_annotations(Some(annotations(i, &meta.name)?));
     spec.set_linux(Some(l));
 
-    Ok(Built {
-        spec,
-        stop_signal: i.image.stop_signal.clone().filter(|s| !s.is_empty()),
-        user: (user.uid, user.gid, user.additional_gids),
-    })
+    Ok(Built { spec, stop_signal: i.image.stop_signal.clone().filter(|s| !s.is_empty()), user: (user.uid, user.gid, user.additional_gids) })
 }
 
 /// The CRI annotations, then berth's `io.kubernetes.cri.*` ones (which win over a request's).

@@ -66,7 +66,13 @@ fn host_source(field: &str, p: &str) -> Result<PathBuf, SpecError> {
 }
 
 /// `rro_supported`: the handler's runtime has the `rro` mount option (its `features`).
-pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly_rootfs: bool, rro_supported: bool) -> Result<Mounts, SpecError> {
+pub fn mounts(
+    c: &ContainerConfig,
+    sb: &SandboxPaths,
+    privileged: bool,
+    readonly_rootfs: bool,
+    rro_supported: bool,
+) -> Result<Mounts, SpecError> {
     let mut binds: Vec<Bind> = Vec::new();
     let mut requested: HashSet<String> = HashSet::new();
     let mut propagation: Option<&str> = None;
@@ -83,26 +89,30 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
             let Some(pod) = &sb.idmap else {
                 return Err(invalid(format!("{field}: uid/gid mappings need a pod with a user namespace")));
             };
-            let same = |v: &[k8s_cri::v1::IdMapping], host: u32| {
-                matches!(v, [m] if m.container_id == 0 && m.host_id == host && m.length == pod.len)
-            };
+            let same = |v: &[k8s_cri::v1::IdMapping], host: u32| matches!(v, [m] if m.container_id == 0 && m.host_id == host && m.length == pod.len);
             if !same(&cm.uid_mappings, pod.uid_host) || !same(&cm.gid_mappings, pod.gid_host) {
                 return Err(invalid(format!("{field}: uid/gid mappings must be the pod's (0 {} {})", pod.uid_host, pod.len)));
             }
         }
         if cm.recursive_read_only {
             if !cm.readonly {
-                return Err(invalid(format!("{field}: recursive_read_only needs readonly (a read-write mount cannot be recursively read-only)")));
+                return Err(invalid(format!(
+                    "{field}: recursive_read_only needs readonly (a read-write mount cannot be recursively read-only)"
+                )));
             }
             // A mount that receives new submounts from the host (rslave, rshared) would get
             // writable ones after the fact: the KEP allows only private propagation.
             if cm.propagation != MountPropagation::PropagationPrivate as i32 {
-                return Err(invalid(format!("{field}: recursive_read_only needs private propagation (new submounts would not be read-only)")));
+                return Err(invalid(format!(
+                    "{field}: recursive_read_only needs private propagation (new submounts would not be read-only)"
+                )));
             }
             // Status advertises recursive_read_only_mounts only for such handlers, so kubelet
             // does not ask; a direct client gets told.
             if !rro_supported {
-                return Err(SpecError::Unsupported(format!("{field}: recursive read-only mounts: this handler's runtime has no rro mount option")));
+                return Err(SpecError::Unsupported(format!(
+                    "{field}: recursive read-only mounts: this handler's runtime has no rro mount option"
+                )));
             }
         }
         let src = host_source(&format!("{field}.host_path"), &cm.host_path)?;
@@ -152,7 +162,12 @@ pub fn mounts(c: &ContainerConfig, sb: &SandboxPaths, privileged: bool, readonly
             return Err(invalid(format!("sandbox file for {dst} ({s:?}) is not absolute")));
         }
         requested.insert(dst.to_string());
-        binds.push(Bind { dst: dst.into(), src: src.to_path_buf(), opts: vec!["rbind".into(), "rprivate".into(), rw.into()], idmap: false });
+        binds.push(Bind {
+            dst: dst.into(),
+            src: src.to_path_buf(),
+            opts: vec!["rbind".into(), "rprivate".into(), rw.into()],
+            idmap: false,
+        });
     }
     binds.sort_by_key(|b| components(&b.dst));
 
@@ -217,7 +232,18 @@ mod tests {
         let m = mounts(&ContainerConfig::default(), &sandbox(&t), false, false, true).unwrap();
         assert_eq!(
             dsts(&m),
-            ["/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/shm"]
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/etc/hostname",
+                "/dev/shm"
+            ]
         );
         assert!(opts(find(&m, "/sys")).contains(&"ro".to_string()));
         assert!(opts(find(&m, "/sys/fs/cgroup")).contains(&"ro".to_string()));
@@ -286,7 +312,9 @@ mod tests {
     #[test]
     fn bad_mounts_refused() {
         let t = TempDir::new("mnt-bad");
-        let code = |mnt: CriMount| mounts(&ContainerConfig { mounts: vec![mnt], ..Default::default() }, &sandbox(&t), false, false, true).unwrap_err().code();
+        let code = |mnt: CriMount| {
+            mounts(&ContainerConfig { mounts: vec![mnt], ..Default::default() }, &sandbox(&t), false, false, true).unwrap_err().code()
+        };
         use tonic::Code::*;
         assert_eq!(code(cm(t.path(), "rel/path")), InvalidArgument);
         assert_eq!(code(cm(t.path(), "")), InvalidArgument);
@@ -297,13 +325,24 @@ mod tests {
         assert_eq!(code(CriMount { propagation: 7, ..cm(t.path(), "/x") }), InvalidArgument);
         assert_eq!(code(CriMount { recursive_read_only: true, ..cm(t.path(), "/x") }), InvalidArgument);
         // Read-only, private, supported: accepted as rbind + ro + rro.
-        let ok = ContainerConfig { mounts: vec![CriMount { recursive_read_only: true, readonly: true, ..cm(t.path(), "/x") }], ..Default::default() };
+        let ok = ContainerConfig {
+            mounts: vec![CriMount { recursive_read_only: true, readonly: true, ..cm(t.path(), "/x") }],
+            ..Default::default()
+        };
         let m = mounts(&ok, &sandbox(&t), false, false, true).unwrap();
         assert!(find(&m, "/x").options().as_ref().unwrap().iter().any(|o| o == "rro"));
         assert_eq!(mounts(&ok, &sandbox(&t), false, false, false).unwrap_err().code(), FailedPrecondition, "runtime without rro");
-        let slave = CriMount { recursive_read_only: true, readonly: true, propagation: MountPropagation::PropagationHostToContainer as i32, ..cm(t.path(), "/x") };
+        let slave = CriMount {
+            recursive_read_only: true,
+            readonly: true,
+            propagation: MountPropagation::PropagationHostToContainer as i32,
+            ..cm(t.path(), "/x")
+        };
         assert_eq!(code(slave), InvalidArgument);
-        assert_eq!(code(CriMount { image: Some(ImageSpec { image: "busybox".into(), ..Default::default() }), ..cm(t.path(), "/x") }), FailedPrecondition);
+        assert_eq!(
+            code(CriMount { image: Some(ImageSpec { image: "busybox".into(), ..Default::default() }), ..cm(t.path(), "/x") }),
+            FailedPrecondition
+        );
         let twice = ContainerConfig { mounts: vec![cm(t.path(), "/x"), cm(t.path(), "/x/")], ..Default::default() };
         assert_eq!(mounts(&twice, &sandbox(&t), false, false, true).unwrap_err().code(), InvalidArgument);
     }

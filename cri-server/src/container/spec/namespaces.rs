@@ -150,11 +150,14 @@ pub(crate) fn namespaces_with(i: &SpecInput, sc: &LinuxContainerSecurityContext,
 /// and `.` swap (Kubernetes' `ConvertSysctlVariableToDotsSeparator`).
 fn dotted(name: &str) -> String {
     match name.find(['.', '/']) {
-        Some(i) if name.as_bytes()[i] == b'/' => name.chars().map(|c| match c {
-            '/' => '.',
-            '.' => '/',
-            c => c,
-        }).collect(),
+        Some(i) if name.as_bytes()[i] == b'/' => name
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '.' => '/',
+                c => c,
+            })
+            .collect(),
         _ => name.to_string(),
     }
 }
@@ -322,7 +325,12 @@ mod tests {
         let own = Namespaces { oci: vec![], own_net: true, own_ipc: true, own_uts: true, user: None };
         let host = Namespaces { oci: vec![], own_net: false, own_ipc: false, own_uts: false, user: None };
         let s = sysctls(
-            &pod(&[("net.ipv4.ip_unprivileged_port_start", "0"), ("kernel.shmmax", "1"), ("net/ipv4/conf/eth0.1/forwarding", "1"), ("fs.mqueue.msg_max", "10")]),
+            &pod(&[
+                ("net.ipv4.ip_unprivileged_port_start", "0"),
+                ("kernel.shmmax", "1"),
+                ("net/ipv4/conf/eth0.1/forwarding", "1"),
+                ("fs.mqueue.msg_max", "10"),
+            ]),
             &own,
         )
         .unwrap();

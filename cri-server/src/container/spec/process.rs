@@ -20,11 +20,7 @@ pub fn args(c: &ContainerConfig, image: &ImageConfig) -> Result<Vec<String>, Spe
     let (entry, rest): (Vec<String>, Vec<String>) = if !c.command.is_empty() {
         (c.command.clone(), c.args.clone())
     } else {
-        let entry = if image.entrypoint.len() == 1 && image.entrypoint[0].is_empty() {
-            Vec::new()
-        } else {
-            image.entrypoint.clone()
-        };
+        let entry = if image.entrypoint.len() == 1 && image.entrypoint[0].is_empty() { Vec::new() } else { image.entrypoint.clone() };
         (entry, if c.args.is_empty() { image.cmd.clone() } else { c.args.clone() })
     };
     let all: Vec<String> = entry.into_iter().chain(rest).collect();

@@ -114,9 +114,7 @@ pub fn resources_with(r: &LinuxContainerResources, swap_available: bool) -> Resu
         return Err(invalid(format!("memory_swap_limit_in_bytes {swap} is negative (-1 = unlimited)")));
     }
     if swap > 0 && limit > 0 && swap < limit {
-        return Err(invalid(format!(
-            "memory_swap_limit_in_bytes {swap} is below memory_limit_in_bytes {limit} (it is memory + swap)"
-        )));
+        return Err(invalid(format!("memory_swap_limit_in_bytes {swap} is below memory_limit_in_bytes {limit} (it is memory + swap)")));
     }
     if swap > 0 && limit == 0 {
         return Err(invalid("memory_swap_limit_in_bytes needs memory_limit_in_bytes"));
@@ -210,7 +208,10 @@ mod tests {
         let c = resources_with(&r, true).unwrap().cpu().clone().unwrap();
         assert_eq!((c.shares(), c.quota(), c.period()), (Some(512), Some(50000), Some(100000)));
         assert_eq!((c.cpus().as_deref(), c.mems().as_deref()), (Some("0-1,3"), Some("0")));
-        assert_eq!(resources_with(&LinuxContainerResources { cpu_quota: -1, ..res() }, true).unwrap().cpu().as_ref().unwrap().quota(), Some(-1));
+        assert_eq!(
+            resources_with(&LinuxContainerResources { cpu_quota: -1, ..res() }, true).unwrap().cpu().as_ref().unwrap().quota(),
+            Some(-1)
+        );
         for bad in [
             LinuxContainerResources { cpu_shares: -2, ..res() },
             LinuxContainerResources { cpu_quota: -5, ..res() },
@@ -224,7 +225,9 @@ mod tests {
 
     #[test]
     fn memory_and_swap() {
-        let m = |l, s, avail| resources_with(&LinuxContainerResources { memory_limit_in_bytes: l, memory_swap_limit_in_bytes: s, ..res() }, avail);
+        let m = |l, s, avail| {
+            resources_with(&LinuxContainerResources { memory_limit_in_bytes: l, memory_swap_limit_in_bytes: s, ..res() }, avail)
+        };
         let x = m(64 << 20, 0, true).unwrap().memory().unwrap();
         assert_eq!((x.limit(), x.swap()), (Some(64 << 20), Some(64 << 20)), "swap = limit: no swap");
         let x = m(64 << 20, 0, false).unwrap().memory().unwrap();

@@ -191,7 +191,9 @@ impl Profile {
         let arches = match (&self.architectures, &self.arch_map) {
             (Some(a), _) => Some(a.clone()),
             (None, Some(map)) => h.native.and_then(|nat| {
-                map.iter().find(|m| m.architecture == nat).map(|m| std::iter::once(m.architecture).chain(m.sub_architectures.iter().copied()).collect())
+                map.iter()
+                    .find(|m| m.architecture == nat)
+                    .map(|m| std::iter::once(m.architecture).chain(m.sub_architectures.iter().copied()).collect())
             }),
             (None, None) => None,
         };
@@ -266,13 +268,18 @@ pub fn load_localhost(path: &Path, caps: &BTreeSet<String>) -> Result<LinuxSecco
 }
 
 /// The container's `linux.seccomp`.
-pub fn seccomp(sc: &LinuxContainerSecurityContext, caps: &BTreeSet<String>, localhost_root: Option<&Path>) -> Result<Option<LinuxSeccomp>, SpecError> {
+pub fn seccomp(
+    sc: &LinuxContainerSecurityContext,
+    caps: &BTreeSet<String>,
+    localhost_root: Option<&Path>,
+) -> Result<Option<LinuxSeccomp>, SpecError> {
     #[allow(deprecated)]
     let profile = match &sc.seccomp {
         Some(p) => p.clone(),
         None => legacy(&sc.seccomp_profile_path)?,
     };
-    let kind = ProfileType::try_from(profile.profile_type).map_err(|_| invalid(format!("unknown seccomp profile type {}", profile.profile_type)))?;
+    let kind = ProfileType::try_from(profile.profile_type)
+        .map_err(|_| invalid(format!("unknown seccomp profile type {}", profile.profile_type)))?;
     if kind != ProfileType::Localhost && !profile.localhost_ref.is_empty() {
         return Err(invalid("seccomp: localhost_ref may only be set for a Localhost profile"));
     }
@@ -317,14 +324,47 @@ mod tests {
         let s = default_profile().render(&amd64(&c, (6, 1))).unwrap();
         assert_eq!(s.default_action(), LinuxSeccompAction::ScmpActErrno);
         assert_eq!(s.default_errno_ret(), Some(1), "EPERM");
-        assert_eq!(
-            s.architectures().as_deref(),
-            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..])
-        );
-        for name in ["read", "write", "openat", "execve", "mmap", "futex", "exit_group", "socket", "clock_gettime", "statx", "rseq", "arch_prctl", "ptrace", "chroot"] {
+        assert_eq!(s.architectures().as_deref(), Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..]));
+        for name in [
+            "read",
+            "write",
+            "openat",
+            "execve",
+            "mmap",
+            "futex",
+            "exit_group",
+            "socket",
+            "clock_gettime",
+            "statx",
+            "rseq",
+            "arch_prctl",
+            "ptrace",
+            "chroot",
+        ] {
             assert!(allowed(&s, name), "{name} allowed");
         }
-        for name in ["kexec_load", "kexec_file_load", "init_module", "mount", "umount2", "unshare", "setns", "keyctl", "add_key", "userfaultfd", "io_uring_setup", "bpf", "reboot", "swapon", "pivot_root", "clock_settime", "syslog", "open_by_handle_at", "acct", "modify_ldt_x"] {
+        for name in [
+            "kexec_load",
+            "kexec_file_load",
+            "init_module",
+            "mount",
+            "umount2",
+            "unshare",
+            "setns",
+            "keyctl",
+            "add_key",
+            "userfaultfd",
+            "io_uring_setup",
+            "bpf",
+            "reboot",
+            "swapon",
+            "pivot_root",
+            "clock_settime",
+            "syslog",
+            "open_by_handle_at",
+            "acct",
+            "modify_ldt_x",
+        ] {
             assert!(!allowed(&s, name), "{name} denied");
         }
         assert!(allowed(&s, "modify_ldt"));
@@ -350,7 +390,8 @@ mod tests {
         let old = default_profile().render(&amd64(&none, (4, 4))).unwrap();
         assert!(!allowed(&old, "ptrace"), "ptrace before 4.8 needs CAP_SYS_PTRACE");
         assert!(!allowed(&old, "chroot"));
-        let arm = default_profile().render(&Host { arch: "arm64", native: Some(Arch::ScmpArchAarch64), kernel: (6, 1), caps: &none }).unwrap();
+        let arm =
+            default_profile().render(&Host { arch: "arm64", native: Some(Arch::ScmpArchAarch64), kernel: (6, 1), caps: &none }).unwrap();
         assert!(allowed(&arm, "set_tls") && !allowed(&arm, "arch_prctl"));
         assert_eq!(arm.architectures().as_deref(), Some(&[Arch::ScmpArchAarch64, Arch::ScmpArchArm][..]));
     }
@@ -366,7 +407,10 @@ mod tests {
     }
 
     fn sp(t: ProfileType, r: &str) -> LinuxContainerSecurityContext {
-        LinuxContainerSecurityContext { seccomp: Some(SecurityProfile { profile_type: t as i32, localhost_ref: r.into() }), ..Default::default() }
+        LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile { profile_type: t as i32, localhost_ref: r.into() }),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -386,7 +430,19 @@ mod tests {
         let bad = LinuxContainerSecurityContext { seccomp_profile_path: "whatever".into(), ..Default::default() };
         assert_eq!(seccomp(&bad, &c, None).unwrap_err().code(), tonic::Code::InvalidArgument);
         assert_eq!(seccomp(&sp(ProfileType::RuntimeDefault, "/x"), &c, None).unwrap_err().code(), tonic::Code::InvalidArgument);
-        assert_eq!(seccomp(&LinuxContainerSecurityContext { seccomp: Some(SecurityProfile { profile_type: 7, localhost_ref: String::new() }), ..Default::default() }, &c, None).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            seccomp(
+                &LinuxContainerSecurityContext {
+                    seccomp: Some(SecurityProfile { profile_type: 7, localhost_ref: String::new() }),
+                    ..Default::default()
+                },
+                &c,
+                None
+            )
+            .unwrap_err()
+            .code(),
+            tonic::Code::InvalidArgument
+        );
     }
 
     #[test]

@@ -18,23 +18,79 @@ use std::str::FromStr;
 
 /// Every capability by number (capability.h); the index is the number.
 pub const ALL_CAPS: [&str; 41] = [
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
     "CHECKPOINT_RESTORE",
 ];
 
 /// The default set (containerd's and docker's).
 pub const DEFAULT_CAPS: [&str; 14] = [
-    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
-    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
 ];
 
 pub const DEFAULT_MASKED_PATHS: [&str; 12] = [
-    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ];
 
@@ -153,7 +209,10 @@ pub fn masked_and_readonly_paths(sc: &LinuxContainerSecurityContext) -> Result<(
         }
         req.iter().enumerate().map(|(n, p)| clean_abs(&format!("{field}[{n}]"), p)).collect()
     };
-    Ok((pick("masked_paths", &sc.masked_paths, &DEFAULT_MASKED_PATHS)?, pick("readonly_paths", &sc.readonly_paths, &DEFAULT_READONLY_PATHS)?))
+    Ok((
+        pick("masked_paths", &sc.masked_paths, &DEFAULT_MASKED_PATHS)?,
+        pick("readonly_paths", &sc.readonly_paths, &DEFAULT_READONLY_PATHS)?,
+    ))
 }
 
 /// Whether AppArmor can be used: enabled in the kernel and its securityfs interface mounted
@@ -190,7 +249,8 @@ pub fn apparmor(sc: &LinuxContainerSecurityContext, default: Option<&str>) -> Re
             },
         },
     };
-    let kind = ProfileType::try_from(profile.profile_type).map_err(|_| invalid(format!("unknown apparmor profile type {}", profile.profile_type)))?;
+    let kind = ProfileType::try_from(profile.profile_type)
+        .map_err(|_| invalid(format!("unknown apparmor profile type {}", profile.profile_type)))?;
     if kind != ProfileType::Localhost && !profile.localhost_ref.is_empty() {
         return Err(invalid("apparmor: localhost_ref may only be set for a Localhost profile"));
     }
@@ -306,7 +366,11 @@ mod tests {
     fn masked_paths() {
         let (m, r) = masked_and_readonly_paths(&LinuxContainerSecurityContext::default()).unwrap();
         assert!(m.contains(&"/proc/kcore".to_string()) && r.contains(&"/proc/sys".to_string()));
-        let s = LinuxContainerSecurityContext { masked_paths: vec!["/proc/x".into()], readonly_paths: vec!["/proc/y/".into()], ..Default::default() };
+        let s = LinuxContainerSecurityContext {
+            masked_paths: vec!["/proc/x".into()],
+            readonly_paths: vec!["/proc/y/".into()],
+            ..Default::default()
+        };
         assert_eq!(masked_and_readonly_paths(&s).unwrap(), (vec!["/proc/x".into()], vec!["/proc/y".into()]));
         let s = LinuxContainerSecurityContext { masked_paths: vec!["proc".into()], ..Default::default() };
         assert_eq!(masked_and_readonly_paths(&s).unwrap_err().code(), tonic::Code::InvalidArgument);

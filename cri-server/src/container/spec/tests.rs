@@ -4,8 +4,8 @@
 use super::*;
 use k8s_cri::v1::{
     security_profile::ProfileType, Capability as CriCaps, ContainerMetadata, ImageSpec, KeyValue, LinuxContainerConfig,
-    LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxMetadata, SecurityProfile,
+    LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxMetadata,
+    SecurityProfile,
 };
 use oci_spec::runtime::{Capability, LinuxNamespaceType};
 use std::fs;
@@ -79,7 +79,12 @@ pub fn input_parts() -> Parts {
         envs: vec![KeyValue { key: "MODE".into(), value: "prod".into() }],
         annotations: [("team".to_string(), "a".to_string()), (ANN_SANDBOX_ID.to_string(), "spoofed".to_string())].into_iter().collect(),
         linux: Some(LinuxContainerConfig {
-            resources: Some(LinuxContainerResources { cpu_shares: 256, memory_limit_in_bytes: 64 << 20, oom_score_adj: -1000, ..Default::default() }),
+            resources: Some(LinuxContainerResources {
+                cpu_shares: 256,
+                memory_limit_in_bytes: 64 << 20,
+                oom_score_adj: -1000,
+                ..Default::default()
+            }),
             security_context: Some(LinuxContainerSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network: NamespaceMode::Pod as i32,
@@ -197,7 +202,8 @@ fn privileged_container() {
     sc_mut(&mut parts).capabilities = Some(CriCaps { drop_capabilities: vec!["ALL".into()], ..Default::default() });
     let e = build(&parts.input()).unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "a privileged container needs a privileged sandbox");
-    parts.sandbox_config.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext { privileged: true, ..Default::default() });
+    parts.sandbox_config.linux.as_mut().unwrap().security_context =
+        Some(LinuxSandboxSecurityContext { privileged: true, ..Default::default() });
     let b = build(&parts.input()).unwrap();
     let p = b.spec.process().as_ref().unwrap();
     assert!(p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
@@ -270,13 +276,15 @@ fn berth_runs_the_built_spec_with_the_default_profile() {
         eprintln!("SKIP berth_runs_the_built_spec_with_the_default_profile: needs root");
         return;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let berth = target.join("release/berth");
     let busybox = Path::new("/bin/busybox");
     if !berth.exists() || !busybox.exists() {
-        eprintln!("SKIP berth_runs_the_built_spec_with_the_default_profile: need {} (cargo build --release -p berth-runtime) and /bin/busybox", berth.display());
+        eprintln!(
+            "SKIP berth_runs_the_built_spec_with_the_default_profile: need {} (cargo build --release -p berth-runtime) and /bin/busybox",
+            berth.display()
+        );
         return;
     }
     let t = TempDir::new("run");
@@ -304,8 +312,12 @@ fn berth_runs_the_built_spec_with_the_default_profile() {
     c.command = vec!["/bin/sh".into()];
     c.args = vec!["-c".into(), "echo ok; grep '^Seccomp:' /proc/self/status; cat /etc/hosts".into()];
     c.linux.as_mut().unwrap().resources = None;
-    c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options =
-        Some(NamespaceOption { network: NamespaceMode::Node as i32, pid: NamespaceMode::Container as i32, ipc: NamespaceMode::Container as i32, ..Default::default() });
+    c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Container as i32,
+        ..Default::default()
+    });
     let img = ImageConfig::default();
     let pod = PodSandboxConfig::default();
     let id = format!("berth-spec-test-{}", std::process::id());

@@ -72,7 +72,13 @@ fn openat2_in_root(dir: &OwnedFd, rel: &CString) -> std::io::Result<OwnedFd> {
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: valid fd, NUL-terminated path, `how` of the size passed.
     let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), rel.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
     };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
@@ -88,7 +94,8 @@ fn open_nofollow(dir: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
     for (n, c) in parts.iter().enumerate() {
         let last = n + 1 == parts.len();
         let name = CString::new(*c).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | if last { libc::O_RDONLY | libc::O_NOCTTY } else { libc::O_PATH | libc::O_DIRECTORY };
+        let flags =
+            libc::O_NOFOLLOW | libc::O_CLOEXEC | if last { libc::O_RDONLY | libc::O_NOCTTY } else { libc::O_PATH | libc::O_DIRECTORY };
         let at = cur.as_ref().unwrap_or(dir).as_raw_fd();
         // SAFETY: valid fd and path.
         let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
@@ -187,7 +194,13 @@ pub fn resolve(rootfs: &Path, sc: &LinuxContainerSecurityContext, image: &ImageC
     } else {
         ("0".into(), None, true)
     };
-    let src = if from_image { "the image's User" } else if sc.run_as_username.is_empty() { "run_as_user" } else { "run_as_username" };
+    let src = if from_image {
+        "the image's User"
+    } else if sc.run_as_username.is_empty() {
+        "run_as_user"
+    } else {
+        "run_as_username"
+    };
     if user_part.is_empty() {
         return Err(invalid(format!("{src} {:?} has no user", image.user)));
     }

@@ -27,10 +27,7 @@ impl Bounded {
             return Err(Exceeded);
         }
         let start = content_length.unwrap_or(0).min(limit).min(64 << 10);
-        Ok(Bounded {
-            buf: Vec::with_capacity(start as usize),
-            limit,
-        })
+        Ok(Bounded { buf: Vec::with_capacity(start as usize), limit })
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), Exceeded> {

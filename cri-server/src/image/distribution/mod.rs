@@ -43,12 +43,7 @@ pub struct Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
     #[error("{what} from {url} is larger than the limit of {limit} bytes (image.{key})")]
-    TooLarge {
-        what: &'static str,
-        url: String,
-        limit: u64,
-        key: &'static str,
-    },
+    TooLarge { what: &'static str, url: String, limit: u64, key: &'static str },
     #[error("{url}: no data from the registry for {secs} s (image.pull_progress_timeout)")]
     Idle { url: String, secs: u64 },
     #[error("{url}: {message}")]
@@ -132,14 +127,7 @@ impl RegistryClient {
             Some(Credentials::Bearer(t)) => Some(format!("Bearer {t}")),
             _ => None,
         };
-        Ok(RegistryClient {
-            http,
-            base,
-            repository: repository.into(),
-            creds,
-            auth: Mutex::new(auth),
-            limits,
-        })
+        Ok(RegistryClient { http, base, repository: repository.into(), creds, auth: Mutex::new(auth), limits })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -151,14 +139,8 @@ impl RegistryClient {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
         let accept = super::manifest::ACCEPT.join(", ");
         let mut resp = self.get(&url, Some(&accept)).await?;
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = self
-            .read_bounded(&mut resp, &url, "manifest", self.limits.manifest, "max_manifest_size")
-            .await?;
+        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = self.read_bounded(&mut resp, &url, "manifest", self.limits.manifest, "max_manifest_size").await?;
         Ok(Document { body, content_type, url })
     }
 
@@ -171,17 +153,11 @@ impl RegistryClient {
 
     /// The next piece of a body, waiting at most the idle-read timeout.
     pub async fn chunk(&self, resp: &mut Response, url: &str) -> Result<Option<bytes::Bytes>, DistError> {
-        within(self.limits.idle, resp.chunk())
-            .await
-            .map_err(|_| self.idle(url))?
-            .map_err(|e| http_err(url, e))
+        within(self.limits.idle, resp.chunk()).await.map_err(|_| self.idle(url))?.map_err(|e| http_err(url, e))
     }
 
     fn idle(&self, url: &str) -> DistError {
-        DistError::Idle {
-            url: url.into(),
-            secs: self.limits.idle.map(|d| d.as_secs()).unwrap_or(0),
-        }
+        DistError::Idle { url: url.into(), secs: self.limits.idle.map(|d| d.as_secs()).unwrap_or(0) }
     }
 
     async fn read_bounded(
@@ -201,10 +177,7 @@ impl RegistryClient {
     }
 
     async fn send(&self, rb: RequestBuilder, url: &str) -> Result<Response, DistError> {
-        within(self.limits.idle, rb.send())
-            .await
-            .map_err(|_| self.idle(url))?
-            .map_err(|e| http_err(url, e))
+        within(self.limits.idle, rb.send()).await.map_err(|_| self.idle(url))?.map_err(|e| http_err(url, e))
     }
 
     fn auth_header(&self) -> Option<String> {
@@ -233,11 +206,7 @@ impl RegistryClient {
                 return Ok(resp);
             }
             if status == StatusCode::UNAUTHORIZED && !answered {
-                let ch = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(challenge::parse);
+                let ch = resp.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(challenge::parse);
                 if let Some(ch) = ch {
                     if self.authorize(&ch).await? {
                         answered = true;
@@ -257,10 +226,7 @@ impl RegistryClient {
                 let Some(Credentials::Basic { username, password }) = &self.creds else {
                     return Ok(false);
                 };
-                let h = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-                );
+                let h = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")));
                 if self.auth_header().as_deref() == Some(h.as_str()) {
                     return Ok(false);
                 }
@@ -276,10 +242,7 @@ impl RegistryClient {
                     message: format!("invalid token realm in WWW-Authenticate: {e}"),
                 })?;
                 if !matches!(u.scheme(), "http" | "https") {
-                    return Err(DistError::Protocol {
-                        url: u.to_string(),
-                        message: "token realm must be an http(s) URL".into(),
-                    });
+                    return Err(DistError::Protocol { url: u.to_string(), message: "token realm must be an http(s) URL".into() });
                 }
                 {
                     let mut q = u.query_pairs_mut();
@@ -298,9 +261,7 @@ impl RegistryClient {
                 if !resp.status().is_success() {
                     return Err(self.status_error(resp, &url).await);
                 }
-                let body = self
-                    .read_bounded(&mut resp, &url, "auth token response", self.limits.token, "max_auth_token_size")
-                    .await?;
+                let body = self.read_bounded(&mut resp, &url, "auth token response", self.limits.token, "max_auth_token_size").await?;
                 let t: Token = serde_json::from_slice(&body).map_err(|e| DistError::Protocol {
                     url: url.clone(),
                     message: format!("invalid token response ({e}): {}", excerpt(&body)),
@@ -317,20 +278,15 @@ impl RegistryClient {
     /// The error for a failed response: its status and (bounded, excerpted) what it says.
     async fn status_error(&self, mut resp: Response, url: &str) -> DistError {
         let code = resp.status().as_u16();
-        let body = self
-            .read_bounded(&mut resp, url, "error body", self.limits.error_body, "max_error_body_size")
-            .await;
+        let body = self.read_bounded(&mut resp, url, "error body", self.limits.error_body, "max_error_body_size").await;
         let detail = match body {
             Err(e) => format!(" ({e})"),
             Ok(b) if b.is_empty() => String::new(),
             Ok(b) => {
                 let text = match serde_json::from_slice::<Errors>(&b) {
-                    Ok(e) if !e.errors.is_empty() => e
-                        .errors
-                        .iter()
-                        .map(|x| format!("{}: {}", x.code, x.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    Ok(e) if !e.errors.is_empty() => {
+                        e.errors.iter().map(|x| format!("{}: {}", x.code, x.message)).collect::<Vec<_>>().join("; ")
+                    }
                     _ => String::from_utf8_lossy(&b).into_owned(),
                 };
                 format!(": {}", excerpt(text.as_bytes()))

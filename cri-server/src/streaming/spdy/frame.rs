@@ -43,17 +43,50 @@ pub enum FrameError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Data { stream: u32, flags: u8, data: Bytes },
-    SynStream { stream: u32, associated: u32, priority: u8, flags: u8, block: Bytes },
-    SynReply { stream: u32, flags: u8, block: Bytes },
-    RstStream { stream: u32, status: u32 },
-    Settings { entries: Vec<(u8, u32, u32)> },
-    Ping { id: u32 },
-    GoAway { last_good: u32, status: u32 },
-    Headers { stream: u32, flags: u8, block: Bytes },
-    WindowUpdate { stream: u32, delta: u32 },
+    Data {
+        stream: u32,
+        flags: u8,
+        data: Bytes,
+    },
+    SynStream {
+        stream: u32,
+        associated: u32,
+        priority: u8,
+        flags: u8,
+        block: Bytes,
+    },
+    SynReply {
+        stream: u32,
+        flags: u8,
+        block: Bytes,
+    },
+    RstStream {
+        stream: u32,
+        status: u32,
+    },
+    Settings {
+        entries: Vec<(u8, u32, u32)>,
+    },
+    Ping {
+        id: u32,
+    },
+    GoAway {
+        last_good: u32,
+        status: u32,
+    },
+    Headers {
+        stream: u32,
+        flags: u8,
+        block: Bytes,
+    },
+    WindowUpdate {
+        stream: u32,
+        delta: u32,
+    },
     /// A control frame type this side does not know: skipped, as the spec asks.
-    Unknown { ty: u16 },
+    Unknown {
+        ty: u16,
+    },
 }
 
 /// Take one complete frame off the front of `buf`; `Ok(None)` when more bytes are needed.

@@ -86,9 +86,7 @@ impl Compressor {
             if out.len() == out.capacity() {
                 out.reserve(256);
             }
-            self.0
-                .compress_vec(&raw[done..], &mut out, FlushCompress::Sync)
-                .map_err(|e| HeaderError::Deflate(e.to_string()))?;
+            self.0.compress_vec(&raw[done..], &mut out, FlushCompress::Sync).map_err(|e| HeaderError::Deflate(e.to_string()))?;
             // A sync flush is complete when all input is in and the output was not full.
             if (self.0.total_in() - start) as usize == raw.len() && out.len() < out.capacity() {
                 return Ok(out.into());

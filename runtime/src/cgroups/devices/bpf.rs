@@ -83,7 +83,11 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<i64> {
     // SAFETY: `attr` is a live, initialised prefix of union bpf_attr of the size passed;
     // the kernel reads it (and for queries writes within the buffers it points to).
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 fn fd(r: i64) -> OwnedFd {
@@ -120,7 +124,10 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd> {
             } else {
                 ""
             };
-            Err(Error::Cgroup(format!("load the device program: {e}{hint}{}", if text.is_empty() { String::new() } else { format!(": {text}") })))
+            Err(Error::Cgroup(format!(
+                "load the device program: {e}{hint}{}",
+                if text.is_empty() { String::new() } else { format!(": {text}") }
+            )))
         }
     }
 }

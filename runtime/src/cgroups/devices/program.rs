@@ -153,17 +153,13 @@ pub fn compile(rules: &[Rule]) -> Vec<Insn> {
         for (i, (reg, v)) in checks.into_iter().enumerate() {
             p.push(insn(JMP32_JNE_K, reg, 0, (n - i) as i16, v as i32));
         }
-        p.push(if r.allow {
-            insn(ALU32_OR_K, 6, 0, 0, r.access as i32)
-        } else {
-            insn(ALU32_AND_K, 6, 0, 0, !r.access as i32)
-        });
+        p.push(if r.allow { insn(ALU32_OR_K, 6, 0, 0, r.access as i32) } else { insn(ALU32_AND_K, 6, 0, 0, !r.access as i32) });
     }
     p.extend([
-        insn(ALU32_XOR_K, 6, 0, 0, -1),  // r6 = denied access
-        insn(ALU32_AND_X, 3, 6, 0, 0),   // r3 = requested & denied
+        insn(ALU32_XOR_K, 6, 0, 0, -1), // r6 = denied access
+        insn(ALU32_AND_X, 3, 6, 0, 0),  // r3 = requested & denied
         insn(ALU32_MOV_K, 0, 0, 0, 0),
-        insn(JMP32_JNE_K, 3, 0, 1, 0),   // anything denied → return 0
+        insn(JMP32_JNE_K, 3, 0, 1, 0), // anything denied → return 0
         insn(ALU32_MOV_K, 0, 0, 0, 1),
         insn(EXIT, 0, 0, 0, 0),
     ]);
@@ -227,12 +223,17 @@ mod tests {
 
     #[test]
     fn later_rules_win_bit_by_bit() {
-        let p = compile(&rules(&spec(r#"[
+        let p = compile(
+            &rules(&spec(
+                r#"[
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "b", "major": 8, "minor": 0, "access": "rw"},
             {"allow": false, "type": "b", "major": 8, "minor": 0, "access": "w"},
             {"allow": true, "type": "c", "major": 4294967295, "access": "r"}
-        ]"#)).unwrap());
+        ]"#,
+            ))
+            .unwrap(),
+        );
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 1);
         assert_eq!(run(&p, DEV_BLOCK, ACC_WRITE, 8, 0), 0);
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ | ACC_WRITE, 8, 0), 0, "asking for a denied bit denies");
@@ -243,13 +244,22 @@ mod tests {
 
     #[test]
     fn allow_all_and_its_exceptions() {
-        let p = compile(&rules(&spec(r#"[
+        let p = compile(
+            &rules(&spec(
+                r#"[
             {"allow": false, "access": "rwm"},
             {"allow": true, "access": "rwm"},
             {"allow": false, "type": "c", "major": 1, "minor": 1, "access": "rw"}
-        ]"#)).unwrap());
+        ]"#,
+            ))
+            .unwrap(),
+        );
         // The first rule is dead (reset by the second): not emitted.
-        assert_eq!(p.len(), compile(&rules(&spec(r#"[{"allow": true}, {"allow": false, "type": "c", "major": 1, "minor": 1, "access": "rw"}]"#)).unwrap()).len());
+        assert_eq!(
+            p.len(),
+            compile(&rules(&spec(r#"[{"allow": true}, {"allow": false, "type": "c", "major": 1, "minor": 1, "access": "rw"}]"#)).unwrap())
+                .len()
+        );
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ | ACC_WRITE, 8, 0), 1);
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 1), 0, "c 1:1 denied after allow-all");
         assert_eq!(run(&p, DEV_CHAR, ACC_MKNOD, 1, 1), 1);
@@ -264,8 +274,12 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused() {
-        for bad in [r#"[{"allow": true, "type": "c", "major": -2}]"#, r#"[{"allow": true, "type": "c", "minor": 4294967296}]"#,
-            r#"[{"allow": true, "type": "c", "access": "rx"}]"#, r#"[{"allow": true, "type": "p"}]"#] {
+        for bad in [
+            r#"[{"allow": true, "type": "c", "major": -2}]"#,
+            r#"[{"allow": true, "type": "c", "minor": 4294967296}]"#,
+            r#"[{"allow": true, "type": "c", "access": "rx"}]"#,
+            r#"[{"allow": true, "type": "p"}]"#,
+        ] {
             assert!(rules(&spec(bad)).is_err(), "{bad}");
         }
     }

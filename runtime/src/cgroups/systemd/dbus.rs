@@ -274,7 +274,11 @@ fn call_message(serial: u32, dest: Option<&str>, path: &str, iface: &str, member
         m.pad(8);
         m.u8(code);
         m.sig(sig);
-        if sig == "g" { m.sig(v) } else { m.str(v) }
+        if sig == "g" {
+            m.sig(v)
+        } else {
+            m.str(v)
+        }
     };
     m.array(8, |m| {
         field(m, 1, "o", path);
@@ -447,12 +451,24 @@ mod tests {
         b.str("a.scope");
         b.props(&[("Delegate".into(), Value::Bool(true)), ("PIDs".into(), Value::U32s(vec![7]))]);
         let want: Vec<u8> = [
-            &[7, 0, 0, 0][..], b"a.scope\0",           // s (ends at 12)
-            &[0, 0, 0, 0],                              // array length at 12 (patched below)
+            &[7, 0, 0, 0][..],
+            b"a.scope\0",  // s (ends at 12)
+            &[0, 0, 0, 0], // array length at 12 (patched below)
             // struct 1 at 16
-            &[8, 0, 0, 0], b"Delegate\0", &[1], b"b\0", &[1, 0, 0, 0], &[0, 0, 0, 0],
+            &[8, 0, 0, 0],
+            b"Delegate\0",
+            &[1],
+            b"b\0",
+            &[1, 0, 0, 0],
+            &[0, 0, 0, 0],
             // struct 2 at 40: the au's length is 4-aligned at 56
-            &[4, 0, 0, 0], b"PIDs\0", &[2], b"au\0", &[0, 0, 0], &[4, 0, 0, 0], &[7, 0, 0, 0],
+            &[4, 0, 0, 0],
+            b"PIDs\0",
+            &[2],
+            b"au\0",
+            &[0, 0, 0],
+            &[4, 0, 0, 0],
+            &[7, 0, 0, 0],
         ]
         .concat();
         let mut want = want;

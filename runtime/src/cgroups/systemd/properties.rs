@@ -33,10 +33,7 @@ fn limit(v: i64) -> Value {
 /// Properties every container unit gets: accounting on (as runc: statistics then match the
 /// cgroupfs driver's).
 pub fn base() -> Vec<(String, Value)> {
-    ["MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting"]
-        .iter()
-        .map(|n| prop(n, Value::Bool(true)))
-        .collect()
+    ["MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting"].iter().map(|n| prop(n, Value::Bool(true))).collect()
 }
 
 /// A CPU list (`0-2,5`) as systemd's bitmask: byte i holds CPUs 8i..8i+7, lowest bit first.
