@@ -45,9 +45,28 @@ pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
     Store::open(&cfg.image.root, UnpackOptions { max_size: cfg.image.max_layer_size, allow_devices: cfg.image.allow_device_nodes })
 }
 
+/// Raise the soft open-files limit to the hard one (as containerd and CRI-O do): every pod,
+/// container, stream and client connection costs the daemon fds, and a local user opening
+/// connections in a loop must not make CreateContainer fail at the default soft 1024.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise RLIMIT_NOFILE");
+            }
+        }
+        _ => {}
+    }
+}
+
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    raise_nofile();
     let state = cfg.daemon.state_root.clone();
-    fs::create_dir_all(&state).map_err(io_at(&state))?;
+    if !state.is_dir() {
+        // Passable but not listable by others: a user-namespaced pod's init walks below it.
+        crate::persist::private_dir(&state, 0o711).map_err(io_at(&state))?;
+    }
     let lock_path = cfg.lock_path();
     let _lock = match flock(&lock_path, true, true) {
         Ok(l) => l,

@@ -6,12 +6,25 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// Write `data` to `path` atomically, readable by root alone (0600): records, specs and
+/// exec processes hold the containers' environment, which holds secrets.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+/// As `write_atomic`, with the file's mode (for the few files others must read: the pod's
+/// resolv.conf, hosts and hostname, a CNI config).
+pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
     let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     {
-        let mut f = File::create(&tmp)?;
+        // A temp file left by a crash may have another mode: start from a new one.
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        // The umask may have taken bits away from a wider mode.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
     }
@@ -33,9 +46,19 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<T> {
 }
 
 /// An object's files: its record (`<record_file>`, JSON, rewritten on every change) and the
-/// CRI config it was created with (`config.pb`, protobuf, written once).
+/// CRI config it was created with (`config.pb`, protobuf, written once), both 0600. A new
+/// object directory is made 0700 (its parents as they are).
 pub fn save_record<R: serde::Serialize, C: prost::Message>(dir: &Path, record_file: &str, record: &R, config: &C) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Some(parent) = dir.parent() {
+            private_dir(parent, 0o711)?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
     let cfg = dir.join("config.pb");
     if !cfg.exists() {
         write_atomic(&cfg, &config.encode_to_vec())?;
@@ -48,6 +71,14 @@ pub fn load_record<R: serde::de::DeserializeOwned, C: prost::Message + Default>(
     let raw = fs::read(dir.join("config.pb"))?;
     let config = C::decode(raw.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok((record, config))
+}
+
+/// Make `dir` (and its missing parents) exist with exactly `mode` (0700, or 0711 where an
+/// unprivileged id must pass through it, as a user-namespaced pod's init does).
+pub fn private_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
 }
 
 /// A random 64-hex-digit id (as CRI-O and containerd make them).

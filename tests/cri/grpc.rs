@@ -53,13 +53,26 @@ async fn version_status_and_bad_requests() {
 #[tokio::test(flavor = "multi_thread")]
 async fn runtime_ready_with_existing_binary() {
     let env = Env::new("");
-    std::fs::write(env.p("conf.d/10.conf"), "[runtime]\ndefault_handler = \"sh\"\n[runtime.handlers.sh]\npath = \"/bin/sh\"\n").unwrap();
-    let d = env.start();
+    let conf = |monitor: &str| {
+        format!("[runtime]\ndefault_handler = \"sh\"\nmonitor_path = \"{monitor}\"\n[runtime.handlers.sh]\npath = \"/bin/sh\"\n")
+    };
+    std::fs::write(env.p("conf.d/10.conf"), conf(&berth_tests::bin("berth-mon").display().to_string())).unwrap();
+    let mut d = env.start();
     let (mut rt, _) = clients(&d).await;
     let s = rt.status(cri::StatusRequest { verbose: false }).await.unwrap().into_inner();
     assert!(s.info.is_empty());
     let rr = s.status.unwrap().conditions.into_iter().find(|c| c.r#type == "RuntimeReady").unwrap();
     assert!(rr.status, "{rr:?}");
+    d.terminate();
+
+    // The runtime is there but the monitor is not: every CreateContainer would fail, so the
+    // runtime is not ready, and Status says which binary is missing.
+    std::fs::write(env.p("conf.d/10.conf"), conf("/nonexistent/berth-mon")).unwrap();
+    let d = env.start();
+    let (mut rt, _) = clients(&d).await;
+    let s = rt.status(cri::StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let rr = s.status.unwrap().conditions.into_iter().find(|c| c.r#type == "RuntimeReady").unwrap();
+    assert!(!rr.status && rr.reason == "MonitorBinaryMissing" && rr.message.contains("/nonexistent/berth-mon"), "{rr:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,7 @@ mod metrics;
 mod network;
 mod node;
 mod pods;
+mod private_state;
 mod pull;
 mod rootfs;
 mod rro;

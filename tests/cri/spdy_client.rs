@@ -90,6 +90,17 @@ impl Client {
         (Client::new(Box::new(s)), String::from_utf8_lossy(&head).into_owned())
     }
 
+    /// A remotecommand session: the upgrade (which must be accepted) and one stream per type,
+    /// with ids 1, 3, 5, ... in the order given.
+    pub fn session(url: &str, proto: &str, streams: &[&str]) -> Client {
+        let (mut c, head) = Client::connect(url, proto);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        for (i, t) in streams.iter().enumerate() {
+            c.syn_stream(1 + 2 * i as u32, &[("streamtype", t)]);
+        }
+        c
+    }
+
     /// SPDY tunnelled in a WebSocket upgrade with subprotocol `proto`; Err with the handshake
     /// error when the server refuses it.
     pub fn connect_ws_tunnel(url: &str, proto: &str) -> Result<Client, String> {

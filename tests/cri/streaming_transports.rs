@@ -98,16 +98,9 @@ async fn streaming_exec_attach_tty_and_port_forward_over_both_transports() {
 
     // SPDY exec: stdout and stderr apart, the exit code in the status (v4).
     let url = exec_url(&mut n, exec_req(&ctr, &["sh", "-c", "echo out; echo err >&2; exit 3"], false, false)).await;
-    let data = tokio::task::spawn_blocking(move || {
-        let (mut c, head) = Client::connect(&url, "v4.channel.k8s.io");
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        c.syn_stream(1, &[("streamtype", "error")]);
-        c.syn_stream(3, &[("streamtype", "stdout")]);
-        c.syn_stream(5, &[("streamtype", "stderr")]);
-        c.read_all()
-    })
-    .await
-    .unwrap();
+    let data = tokio::task::spawn_blocking(move || Client::session(&url, "v4.channel.k8s.io", &["error", "stdout", "stderr"]).read_all())
+        .await
+        .unwrap();
     let text = |id: u32| String::from_utf8_lossy(data.get(&id).map(Vec::as_slice).unwrap_or(&[])).into_owned();
     assert_eq!(text(3), "out\n");
     assert_eq!(text(5), "err\n");
@@ -119,11 +112,7 @@ async fn streaming_exec_attach_tty_and_port_forward_over_both_transports() {
     let r = cri::AttachRequest { container_id: ctr.clone(), stdin: false, tty: false, stdout: true, stderr: true };
     let url = n.rt.attach(r).await.unwrap().into_inner().url;
     let seen = tokio::task::spawn_blocking(move || {
-        let (mut c, head) = Client::connect(&url, "v4.channel.k8s.io");
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        c.syn_stream(1, &[("streamtype", "error")]);
-        c.syn_stream(3, &[("streamtype", "stdout")]);
-        c.syn_stream(5, &[("streamtype", "stderr")]);
+        let mut c = Client::session(&url, "v4.channel.k8s.io", &["error", "stdout", "stderr"]);
         c.read_until(WAIT, |c| c.text(3).contains("tick-"));
         c.text(3)
     })
@@ -134,12 +123,7 @@ async fn streaming_exec_attach_tty_and_port_forward_over_both_transports() {
     // SPDY exec on a terminal, resized through the resize stream.
     let url = exec_url(&mut n, exec_req(&ctr, &["sh"], true, true)).await;
     let out = tokio::task::spawn_blocking(move || {
-        let (mut c, head) = Client::connect(&url, "v4.channel.k8s.io");
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        c.syn_stream(1, &[("streamtype", "error")]);
-        c.syn_stream(3, &[("streamtype", "stdin")]);
-        c.syn_stream(5, &[("streamtype", "stdout")]);
-        c.syn_stream(7, &[("streamtype", "resize")]);
+        let mut c = Client::session(&url, "v4.channel.k8s.io", &["error", "stdin", "stdout", "resize"]);
         c.data(7, br#"{"Width":123,"Height":45}"#, false);
         c.data(3, TTY_SCRIPT, false);
         c.read_until(WAIT, |c| c.text(5).lines().any(|l| l.starts_with("size=")));

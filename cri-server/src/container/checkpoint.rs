@@ -67,12 +67,22 @@ pub fn is_archive(path: &str) -> bool {
 }
 
 /// Writes the archive of `dir` (images, log, dumps, diff) to `location`, atomically.
+/// A new file (replacing any), 0600 whatever the umask.
+fn private_file(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::remove_file(p);
+    let f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(p)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
 pub fn write_archive(dir: &Path, location: &Path) -> Result<(), ArchiveError> {
     let name =
         location.file_name().ok_or_else(|| ArchiveError::Bad { path: location.display().to_string(), what: "not a file name".into() })?;
     let tmp = location.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
     let r = (|| {
-        let f = File::create(&tmp).map_err(ioe(&tmp))?;
+        // The archive holds the container's memory and environment: root's alone.
+        let f = private_file(&tmp).map_err(ioe(&tmp))?;
         let mut b = tar::Builder::new(io::BufWriter::new(f));
         b.follow_symlinks(false);
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir).map_err(ioe(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -141,7 +151,7 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ArchiveError> {
 /// whiteouts (0:0 character devices) become `.wh.NAME`, opaque directories get
 /// `.wh..wh..opq`. Other device nodes, sockets and fifos are left out.
 pub fn write_rootfs_diff(upper: &Path, out: &Path) -> Result<(), ArchiveError> {
-    let f = File::create(out).map_err(ioe(out))?;
+    let f = private_file(out).map_err(ioe(out))?;
     let mut b = tar::Builder::new(io::BufWriter::new(f));
     b.follow_symlinks(false);
     walk(&mut b, upper, Path::new(""))?;

@@ -175,7 +175,8 @@ pub fn exec_sync(
     let io = |e| MonitorError::Spawn("exec work dir".into(), e);
     std::fs::create_dir_all(work).map_err(io)?;
     let spec = work.join("process.json");
-    std::fs::write(&spec, process_json).map_err(io)?;
+    // The process holds the container's environment (secrets): root's alone.
+    crate::persist::write_atomic(&spec, process_json).map_err(io)?;
     let log = work.join("exec.log");
     let session = crate::persist::new_id();
     let mut c = Command::new(monitor_path);
@@ -273,7 +274,8 @@ pub fn exec_attached(
     let io = |e| MonitorError::Spawn("exec work dir".into(), e);
     std::fs::create_dir_all(work).map_err(io)?;
     let spec = work.join("process.json");
-    std::fs::write(&spec, process_json).map_err(io)?;
+    // The process holds the container's environment (secrets): root's alone.
+    crate::persist::write_atomic(&spec, process_json).map_err(io)?;
     let session = crate::persist::new_id();
     let mut c = Command::new(monitor_path);
     c.args(["--api-version", "1", "-c", id, "-u", &session, "-e", "--exec-attach", "--full-attach"])

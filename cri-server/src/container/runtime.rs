@@ -70,7 +70,8 @@ impl Runtime {
         if all {
             a.push("--all");
         }
-        a.extend([id, signal]);
+        // After `--`: neither the id nor the signal can read as a flag.
+        a.extend(["--", id, signal]);
         self.run(&a, None, Duration::from_secs(30)).await.map(|_| ())
     }
     pub async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {

@@ -102,7 +102,7 @@ pub fn apply(conf_dir: &Path, template: &Path, cidrs: &[Cidr]) -> Result<bool, T
     let rendered = render(template, &text, cidrs)?;
     std::fs::create_dir_all(conf_dir).map_err(io(format!("create {}", conf_dir.display())))?;
     let dst = conf_dir.join(TEMPLATE_FILE);
-    crate::persist::write_atomic(&dst, rendered.as_bytes()).map_err(io(format!("write {}", dst.display())))?;
+    crate::persist::write_atomic_mode(&dst, rendered.as_bytes(), 0o644).map_err(io(format!("write {}", dst.display())))?;
     Ok(true)
 }
 

@@ -51,7 +51,8 @@ pub fn hosts(hostname: &str, ips: &[String]) -> String {
 
 pub fn write(dir: &Path, name: &str, content: &str) -> io::Result<PathBuf> {
     let p = dir.join(name);
-    crate::persist::write_atomic(&p, content.as_bytes())?;
+    // Bound into the pod's containers, whose processes may run as any user: world-readable.
+    crate::persist::write_atomic_mode(&p, content.as_bytes(), 0o644)?;
     Ok(p)
 }
 

@@ -66,8 +66,11 @@ impl CriServer {
                 let upper = self.store.upper_dir(&id).map_err(super::store_status)?;
                 let (scratch2, location2) = (scratch.clone(), location.clone());
                 tokio::task::spawn_blocking(move || -> Result<(), String> {
-                    std::fs::write(scratch2.join(archive::CONFIG_DUMP), serde_json::to_vec_pretty(&dump).map_err(|e| e.to_string())?)
-                        .map_err(|e| format!("{}: {e}", archive::CONFIG_DUMP))?;
+                    crate::persist::write_atomic(
+                        &scratch2.join(archive::CONFIG_DUMP),
+                        &serde_json::to_vec_pretty(&dump).map_err(|e| e.to_string())?,
+                    )
+                    .map_err(|e| format!("{}: {e}", archive::CONFIG_DUMP))?;
                     std::fs::copy(bundle.join("config.json"), scratch2.join(archive::SPEC_DUMP))
                         .map_err(|e| format!("{}: {e}", archive::SPEC_DUMP))?;
                     archive::write_rootfs_diff(&upper, &scratch2.join(archive::ROOTFS_DIFF)).map_err(|e| e.to_string())?;

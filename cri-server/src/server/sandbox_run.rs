@@ -76,6 +76,18 @@ fn valid_hostname(h: &str) -> bool {
     !h.is_empty() && h.len() <= 64 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
+/// A port mapping's numbers fit a port: the container port 1..=65535, the host port 0 (not
+/// published) or 1..=65535 (the `as u16` for CNI must never wrap).
+fn check_port_mapping(p: &cri::PortMapping) -> Result<(), String> {
+    if !(1..=65535).contains(&p.container_port) {
+        return Err(format!("port mapping: container port {} is not in 1..65535", p.container_port));
+    }
+    if !(0..=65535).contains(&p.host_port) {
+        return Err(format!("port mapping: host port {} is not in 1..65535", p.host_port));
+    }
+    Ok(())
+}
+
 impl CriServer {
     pub(crate) async fn do_run_pod_sandbox(&self, r: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse, Status> {
         let cfg = r.config.ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is required"))?;
@@ -120,8 +132,12 @@ impl CriServer {
         } else {
             cfg.hostname.clone()
         };
-        if !host_network && !valid_hostname(&hostname) {
+        // Also for host-network pods: the name lands in the pod's /etc/hostname and hosts files.
+        if !valid_hostname(&hostname) {
             return Err(Status::invalid_argument(format!("RunPodSandbox: invalid hostname {hostname:?}")));
+        }
+        for p in &cfg.port_mappings {
+            check_port_mapping(p).map_err(|e| Status::invalid_argument(format!("RunPodSandbox: {e}")))?;
         }
         let mut sysctls = Vec::new();
         if let Some(l) = &cfg.linux {
@@ -223,6 +239,10 @@ impl CriServer {
         let dir = sandbox::dir(&self.registry.root, &sb.record.id);
         let nsdir = dir.join("ns");
         let internal = |what: &str, e: std::io::Error| Status::internal(format!("RunPodSandbox: {what}: {e}"));
+        // The pod's directory holds its /dev/shm and its files: root's alone, but passable
+        // (not listable) for a user-namespaced pod's unprivileged init.
+        let mode = if sb.record.userns.is_some() { 0o711 } else { 0o700 };
+        crate::persist::private_dir(&dir, mode).map_err(|e| internal("pod directory", e))?;
         if let Some(map) = sb.record.userns {
             // The user namespace and, inside it, the pod's network, IPC and UTS namespaces.
             let (d, h) = (nsdir.clone(), sb.record.hostname.clone());
@@ -386,6 +406,17 @@ mod tests {
         assert!(c("kubepods/pod1", false).is_err());
         assert!(c("/kubepods/../../etc", false).is_err());
         assert!(c(".slice", true).is_err());
+    }
+
+    #[test]
+    fn port_mappings_out_of_range_are_refused() {
+        let m = |container_port, host_port| k8s_cri::v1::PortMapping { container_port, host_port, ..Default::default() };
+        assert!(super::check_port_mapping(&m(80, 8080)).is_ok());
+        assert!(super::check_port_mapping(&m(80, 0)).is_ok());
+        assert!(super::check_port_mapping(&m(65535, 65535)).is_ok());
+        for (c, h) in [(0, 80), (-1, 80), (65536, 80), (80, 65536), (80, -5), (70000, 4464)] {
+            assert!(super::check_port_mapping(&m(c, h)).is_err(), "{c} {h}");
+        }
     }
 
     #[test]

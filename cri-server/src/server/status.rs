@@ -9,22 +9,31 @@ use tonic::Status;
 
 use super::CriServer;
 
+/// `path` is an executable regular file (what a spawn of it needs).
+fn executable(what: &str, path: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!("{what} {} is not an executable file", path.display())),
+        Err(e) => Err(format!("{what} {}: {e}", path.display())),
+    }
+}
+
 impl CriServer {
     pub(crate) async fn do_status(&self, r: cri::StatusRequest) -> Result<cri::StatusResponse, Status> {
         let rt = &self.config.runtime;
+        // Every binary a CreateContainer needs: the default handler's runtime, the monitor,
+        // and the pod init for a pod-wide PID namespace. Ready only when all are there.
         let runtime_ready = match rt.handlers.get(&rt.default_handler) {
-            None => Err(format!("default runtime handler {:?} is not configured", rt.default_handler)),
-            Some(h) => match std::fs::metadata(&h.path) {
-                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-                Ok(_) => Err(format!("runtime binary {} is not an executable file", h.path.display())),
-                Err(e) => Err(format!("runtime binary {}: {e}", h.path.display())),
-            },
-        };
-        let mut conditions = vec![cri::RuntimeCondition {
-            r#type: "RuntimeReady".into(),
-            status: runtime_ready.is_ok(),
-            reason: if runtime_ready.is_ok() { String::new() } else { "RuntimeBinaryMissing".into() },
-            message: runtime_ready.err().unwrap_or_default(),
+            None => Err(("RuntimeBinaryMissing", format!("default runtime handler {:?} is not configured", rt.default_handler))),
+            Some(h) => executable("runtime binary", &h.path).map_err(|m| ("RuntimeBinaryMissing", m)),
+        }
+        .and_then(|()| executable("monitor binary", &rt.monitor_path).map_err(|m| ("MonitorBinaryMissing", m)))
+        .and_then(|()| executable("pod init binary", &crate::sandbox::infra::pause_binary()).map_err(|m| ("PauseBinaryMissing", m)));
+        let mut conditions = vec![match runtime_ready {
+            Ok(()) => cri::RuntimeCondition { r#type: "RuntimeReady".into(), status: true, ..Default::default() },
+            Err((reason, message)) => {
+                cri::RuntimeCondition { r#type: "RuntimeReady".into(), status: false, reason: reason.into(), message }
+            }
         }];
         let net = self.cni.ready().await;
         conditions.push(cri::RuntimeCondition {

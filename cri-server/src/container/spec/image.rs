@@ -44,6 +44,26 @@ struct Run {
     volumes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// An image's `StopSignal` as the signal number berth-cri hands to `<runtime> kill` (the image
+/// is untrusted: anything but a signal — e.g. a word that would read as a flag — is refused).
+/// Accepts `SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`, `RTMAX-1`, any case.
+pub fn stop_signal(s: &str) -> Option<String> {
+    const RTMIN: i32 = 34;
+    const RTMAX: i32 = 64;
+    let u = s.trim().to_ascii_uppercase();
+    let name = u.strip_prefix("SIG").unwrap_or(&u);
+    let n = if let Ok(n) = name.parse::<i32>() {
+        n
+    } else if let Some(rest) = name.strip_prefix("RTMIN") {
+        RTMIN + if rest.is_empty() { 0 } else { rest.strip_prefix('+')?.parse::<i32>().ok()? }
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        RTMAX - if rest.is_empty() { 0 } else { rest.strip_prefix('-')?.parse::<i32>().ok()? }
+    } else {
+        format!("SIG{name}").parse::<nix::sys::signal::Signal>().ok()? as i32
+    };
+    (1..=RTMAX).contains(&n).then(|| n.to_string())
+}
+
 /// Config blobs are small; a bigger one is not an image config.
 const MAX_CONFIG: usize = 8 << 20;
 
@@ -61,9 +81,33 @@ impl ImageConfig {
             env: r.env.unwrap_or_default(),
             working_dir: r.working_dir.unwrap_or_default(),
             user: r.user.unwrap_or_default(),
-            stop_signal: r.stop_signal.filter(|s| !s.is_empty()),
+            stop_signal: match r.stop_signal.filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) => Some(stop_signal(&s).ok_or_else(|| super::invalid(format!("image config: StopSignal {s:?} is not a signal")))?),
+            },
             volumes: r.volumes.map(|m| m.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect()).unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod stop_signal_tests {
+    use super::stop_signal;
+
+    #[test]
+    fn signals_by_name_number_and_realtime_offset() {
+        for (s, n) in
+            [("SIGTERM", "15"), ("term", "15"), ("9", "9"), ("SIGQUIT", "3"), ("SIGRTMIN+3", "37"), ("RTMAX-1", "63"), ("SIGRTMIN", "34")]
+        {
+            assert_eq!(stop_signal(s).as_deref(), Some(n), "{s}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for s in ["--all", "-h", "SIGNOPE", "0", "65", "-9", "RTMIN+40", "SIGRTMIN+", "TERM; rm -rf /", "15x"] {
+            assert_eq!(stop_signal(s), None, "{s}");
+        }
     }
 }
 
