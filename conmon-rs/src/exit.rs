@@ -5,7 +5,7 @@ use crate::diag;
 use nix::sys::wait::WaitStatus;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// conmon's exit code of a wait status: the code, or 128 + the signal.
 pub fn code(ws: &WaitStatus) -> i32 {
@@ -45,7 +45,7 @@ pub fn write_files(persist: Option<&Path>, exit_dir: Option<&Path>, cid: &str, s
 /// Run the exit command after `delay` seconds and wait for it (conmon exits only after its
 /// exit command did, and with its status when it failed). The monitor stops being a
 /// subreaper first, so that what the exit command leaves behind is not ours to wait for.
-pub fn run_command(cmd: &PathBuf, args: &[OsString], delay: i64) -> Option<i32> {
+pub fn run_command(cmd: &Path, args: &[OsString], delay: i64) -> Option<i32> {
     let mut argv: Vec<CString> = Vec::with_capacity(args.len() + 1);
     for a in std::iter::once(cmd.as_os_str()).chain(args.iter().map(|a| a.as_os_str())) {
         match CString::new(a.as_bytes()) {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use std::io::{IoSlice, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const PARTIAL_MAX: usize = 8192;
 pub const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
@@ -118,7 +118,7 @@ impl Journal {
 
 /// journald's protocol for big entries: the entry in a sealed memfd, passed as the only
 /// content of an otherwise empty datagram.
-fn send_memfd(sock: &UnixDatagram, path: &PathBuf, entry: &[u8]) -> std::io::Result<()> {
+fn send_memfd(sock: &UnixDatagram, path: &Path, entry: &[u8]) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
     // SAFETY: memfd_create with a static name; the fd is owned right away.
     let fd = unsafe { libc::memfd_create(c"berth-mon-journal".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -132,7 +132,7 @@ fn send_memfd(sock: &UnixDatagram, path: &PathBuf, entry: &[u8]) -> std::io::Res
     if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let addr = UnixAddr::new(path.as_path()).map_err(std::io::Error::from)?;
+    let addr = UnixAddr::new(path).map_err(std::io::Error::from)?;
     let fds = [f.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov: [IoSlice; 0] = [];

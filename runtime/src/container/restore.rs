@@ -14,6 +14,7 @@
 //! 4. `--restore-detached --restore-sibling`: the restored init is berth's child; its pid
 //!    comes from criu's `--pidfile`; state.json is written (status `running`: there is no
 //!    exec fifo) and `--pid-file`.
+//!
 //! Without `--detach` berth then waits for the container like `run` and deletes it.
 //! Hooks are not run on restore. Any failure removes the cgroup and the state directory.
 
