@@ -56,6 +56,7 @@ pub fn run_command(cmd: &Path, args: &[OsString], delay: i64) -> Option<i32> {
             }
         }
     }
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 0) takes integers only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
     // SAFETY: single-threaded process; the child only calls async-signal-safe functions
     // (close_range, nanosleep, execv, _exit) before exec.
@@ -65,6 +66,10 @@ pub fn run_command(cmd: &Path, args: &[OsString], delay: i64) -> Option<i32> {
         return None;
     }
     if pid == 0 {
+        // SAFETY: the child of single-threaded berth-mon: no other thread held a lock (the
+        // allocator's included) at the fork, so even the pointer array it allocates is sound;
+        // system calls on memory the child owns (argv's strings, built before the fork), then
+        // execv or _exit.
         unsafe {
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             if delay > 0 {
@@ -81,6 +86,7 @@ pub fn run_command(cmd: &Path, args: &[OsString], delay: i64) -> Option<i32> {
     let mut result = None;
     loop {
         let mut st = 0;
+        // SAFETY: waitpid writes the status to a live int.
         let r = unsafe { libc::waitpid(-1, &mut st, 0) };
         if r == pid {
             result = Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });

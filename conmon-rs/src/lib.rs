@@ -4,6 +4,8 @@
 
 // `unsafe` only in the modules allowed below: the system-call doors.
 #![deny(unsafe_code)]
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[allow(unsafe_code)] // attach sockets: socket/listen/accept4/send/recv/shutdown on raw fds
 pub mod attach;

@@ -10,6 +10,8 @@
 #![allow(clippy::result_large_err)]
 // `unsafe` only in the modules allowed below: the system-call doors.
 #![deny(unsafe_code)]
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
 pub mod container;

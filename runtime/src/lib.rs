@@ -7,6 +7,8 @@
 
 // `unsafe` only in the modules allowed below: the system-call doors.
 #![deny(unsafe_code)]
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
 pub mod console;

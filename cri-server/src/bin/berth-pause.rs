@@ -9,6 +9,8 @@
 //! runtime. The init confines itself (see `confine`) before it waits.
 
 #![deny(unsafe_code)]
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 fn main() {
     pause::main()
@@ -31,6 +33,10 @@ mod pause {
     /// granted CAP_SYS_PTRACE. A mount namespace of its own whose root is an empty read-only
     /// tmpfs, no capabilities (all five sets), no_new_privs, non-dumpable; the environment is
     /// already empty (berth-cri starts it so) and the binary is a sealed copy.
+    ///
+    /// # Safety
+    /// Only in the forked init, single-threaded: system calls on static C strings and live
+    /// structs; it changes this process's mount namespace, root and credentials.
     unsafe fn confine() -> Result<(), String> {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
             return Err(fail("unshare(CLONE_NEWNS)"));
