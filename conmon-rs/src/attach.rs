@@ -69,10 +69,12 @@ pub fn bind_in(dir: &Path, name: &str, ty: libc::c_int, perms: u32) -> Result<Ow
     if fd < 0 {
         return Err(Error::sys(format!("Failed to create socket {}", full.display()), std::io::Error::last_os_error()));
     }
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let via = format!("/proc/self/fd/{}/{name}", dfd.as_raw_fd());
     let addr = nix::sys::socket::UnixAddr::new(via.as_str()).ctx(|| format!("socket address {via}"))?;
     // Restrictive before bind, so that the socket is never reachable with looser rights.
+    // SAFETY: fchmod on the socket fd we own; integers only.
     unsafe { libc::fchmod(sock.as_raw_fd(), 0o700) };
     nix::sys::socket::bind(sock.as_raw_fd(), &addr).ctx(|| format!("Failed to bind socket {}", full.display()))?;
     std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(perms))
@@ -92,6 +94,7 @@ impl Attach {
                 return Err(e);
             }
         };
+        // SAFETY: listen on the listener fd we own; integers only.
         if unsafe { libc::listen(listener.as_raw_fd(), 10) } == -1 {
             return Err(Error::sys("Failed to listen on attach socket", std::io::Error::last_os_error()));
         }
@@ -102,12 +105,15 @@ impl Attach {
         loop {
             // Accepted sockets do not inherit the listener's O_NONBLOCK: sends block, with a
             // timeout.
+            // SAFETY: accept4 on the listener we own, with null address pointers (not wanted).
             let fd = unsafe { libc::accept4(self.listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
             if fd < 0 {
                 return;
             }
+            // SAFETY: a non-negative accept4 result is a new fd nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let tv = libc::timeval { tv_sec: SEND_TIMEOUT_SECS, tv_usec: 0 };
+            // SAFETY: setsockopt reads one live timeval of the size passed, on an fd we own.
             unsafe {
                 libc::setsockopt(
                     fd.as_raw_fd(),
@@ -131,9 +137,11 @@ impl Attach {
         pkt.push(tag);
         pkt.extend_from_slice(data);
         for c in self.clients.iter_mut().filter(|c| c.writable) {
+            // SAFETY: sending from a live buffer of the length passed, on a client fd we own.
             let n = unsafe { libc::send(c.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len(), libc::MSG_NOSIGNAL) };
             if n < 0 {
                 crate::diag::warn("Failed to write to remote console socket");
+                // SAFETY: shutdown on a client fd we own; integers only.
                 unsafe { libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_WR) };
                 c.writable = false;
             }
@@ -144,6 +152,7 @@ impl Attach {
     /// Read stdin from client `i`: Some(bytes) (empty when the client finished sending).
     pub fn read_client(&mut self, i: usize, buf: &mut [u8]) -> Option<usize> {
         let c = &mut self.clients[i];
+        // SAFETY: receiving into a live buffer of the length passed, on a client fd we own.
         let n = unsafe { libc::recv(c.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
@@ -152,6 +161,7 @@ impl Attach {
             }
         }
         if n <= 0 {
+            // SAFETY: shutdown on a client fd we own; integers only.
             unsafe { libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_RD) };
             c.readable = false;
             return Some(0);

@@ -6,8 +6,8 @@
 //! to take the name).
 
 use crate::error::{Context, Error, Result};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use nix::sys::socket::{recvmsg, MsgFlags, UnixAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
@@ -54,15 +54,7 @@ impl Drop for ConsoleSocket {
 }
 
 fn mkdtemp(template: &std::path::Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut t = template.as_os_str().as_bytes().to_vec();
-    t.push(0);
-    // SAFETY: mkdtemp rewrites the XXXXXX of a NUL-terminated buffer we own.
-    if unsafe { libc::mkdtemp(t.as_mut_ptr().cast()) }.is_null() {
-        return Err(std::io::Error::last_os_error());
-    }
-    t.pop();
-    Ok(PathBuf::from(std::ffi::OsString::from(std::ffi::OsStr::from_bytes(&t))))
+    crate::sys::mkdtemp(template)
 }
 
 fn recv_fd(conn: &UnixStream) -> Result<OwnedFd> {
@@ -71,18 +63,7 @@ fn recv_fd(conn: &UnixStream) -> Result<OwnedFd> {
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
     let msg = recvmsg::<UnixAddr>(conn.as_raw_fd(), &mut iov, Some(&mut cbuf), MsgFlags::MSG_CMSG_CLOEXEC)
         .ctx(|| "receive the pty master".into())?;
-    let mut got: Option<OwnedFd> = None;
-    for c in msg.cmsgs().ctx(|| "read the console message".into())? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: the kernel just installed these fds in this process for us.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                if got.is_none() {
-                    got = Some(owned);
-                }
-            }
-        }
-    }
+    let got = crate::sys::take_fds(msg).ctx(|| "read the console message".into())?.into_iter().next();
     got.ok_or_else(|| Error::Runtime("the runtime connected to the console socket but sent no pty master".into()))
 }
 
@@ -97,8 +78,7 @@ fn set_onlcr(fd: &OwnedFd) {
 
 pub fn resize(fd: &OwnedFd, rows: u16, cols: u16) {
     let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from a live struct.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } == -1 {
+    if crate::sys::set_winsize(fd.as_fd(), &ws) == -1 {
         crate::diag::warn(&format!("Failed to set process pty terminal size: {}", std::io::Error::last_os_error()));
     }
 }

@@ -5,7 +5,7 @@ use crate::diag;
 use nix::sys::wait::WaitStatus;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// conmon's exit code of a wait status: the code, or 128 + the signal.
 pub fn code(ws: &WaitStatus) -> i32 {
@@ -45,7 +45,7 @@ pub fn write_files(persist: Option<&Path>, exit_dir: Option<&Path>, cid: &str, s
 /// Run the exit command after `delay` seconds and wait for it (conmon exits only after its
 /// exit command did, and with its status when it failed). The monitor stops being a
 /// subreaper first, so that what the exit command leaves behind is not ours to wait for.
-pub fn run_command(cmd: &PathBuf, args: &[OsString], delay: i64) -> Option<i32> {
+pub fn run_command(cmd: &Path, args: &[OsString], delay: i64) -> Option<i32> {
     let mut argv: Vec<CString> = Vec::with_capacity(args.len() + 1);
     for a in std::iter::once(cmd.as_os_str()).chain(args.iter().map(|a| a.as_os_str())) {
         match CString::new(a.as_bytes()) {
@@ -56,6 +56,7 @@ pub fn run_command(cmd: &PathBuf, args: &[OsString], delay: i64) -> Option<i32> 
             }
         }
     }
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 0) takes integers only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
     // SAFETY: single-threaded process; the child only calls async-signal-safe functions
     // (close_range, nanosleep, execv, _exit) before exec.
@@ -65,6 +66,10 @@ pub fn run_command(cmd: &PathBuf, args: &[OsString], delay: i64) -> Option<i32> 
         return None;
     }
     if pid == 0 {
+        // SAFETY: the child of single-threaded berth-mon: no other thread held a lock (the
+        // allocator's included) at the fork, so even the pointer array it allocates is sound;
+        // system calls on memory the child owns (argv's strings, built before the fork), then
+        // execv or _exit.
         unsafe {
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             if delay > 0 {
@@ -81,6 +86,7 @@ pub fn run_command(cmd: &PathBuf, args: &[OsString], delay: i64) -> Option<i32> 
     let mut result = None;
     loop {
         let mut st = 0;
+        // SAFETY: waitpid writes the status to a live int.
         let r = unsafe { libc::waitpid(-1, &mut st, 0) };
         if r == pid {
             result = Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });

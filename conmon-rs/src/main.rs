@@ -1,5 +1,7 @@
 //! `berth-mon`: parse conmon's command line and monitor one container.
 
+#![deny(unsafe_code)]
+
 use berth_mon::{cli::Options, diag, monitor, CONMON_COMPAT};
 
 fn main() {

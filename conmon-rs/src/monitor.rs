@@ -61,10 +61,13 @@ fn detach(o: &Options) -> Result<()> {
             if let Some(p) = &o.conmon_pidfile {
                 if let Err(e) = exit::write_atomic(p, &child.as_raw().to_string()) {
                     diag::warn(&format!("Failed to write conmon pidfile {}: {e}", p.display()));
+                    // SAFETY: kill(2) on the child we just forked; integers only.
                     unsafe { libc::kill(child.as_raw(), libc::SIGKILL) };
+                    // SAFETY: _exit ends the parent without running atexit handlers or destructors, as conmon does.
                     unsafe { libc::_exit(1) };
                 }
             }
+            // SAFETY: as above.
             unsafe { libc::_exit(0) };
         }
         nix::unistd::ForkResult::Child => Ok(()),
@@ -115,11 +118,14 @@ pub fn run(o: Options) -> Result<i32> {
             // The caller waits for our stdout to close when its child exits.
             for fd in 0..3 {
                 let src = if fd == 0 { &null_r } else { &null_w };
+                // SAFETY: dup2 of an fd we own onto the stdio numbers; integers only.
                 unsafe { libc::dup2(src.as_raw_fd(), fd) };
             }
             diag::detached();
         }
+        // SAFETY: setsid takes no arguments.
         unsafe { libc::setsid() };
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes integers only.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(Error::sys("Failed to set as subreaper", std::io::Error::last_os_error()));
         }
@@ -191,6 +197,7 @@ pub fn run(o: Options) -> Result<i32> {
         if passthrough {
             for fd in 0..3 {
                 let src = if fd == 0 { &null_r } else { &null_w };
+                // SAFETY: dup2 of an fd we own onto the stdio numbers; integers only.
                 unsafe { libc::dup2(src.as_raw_fd(), fd) };
             }
             diag::detached();
@@ -206,6 +213,7 @@ pub fn run(o: Options) -> Result<i32> {
             if let Some(c) = &console {
                 fds.push(libc::pollfd { fd: c.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
+            // SAFETY: poll on a live pollfd array of the length passed.
             if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, -1) } < 0 {
                 continue;
             }
@@ -266,8 +274,11 @@ pub fn run(o: Options) -> Result<i32> {
 
         let (status, message) = if timed_out {
             // The whole exec'd process group, unless that is everyone (group 1) or ours.
+            // SAFETY: getpgid takes a pid; no memory.
             let pg = unsafe { libc::getpgid(pid) };
+            // SAFETY: as above.
             let own = unsafe { libc::getpgid(0) };
+            // SAFETY: kill(2) takes integers only; the target is the exec'd process (group) we started.
             unsafe { libc::kill(if pg > 1 && pg != own { -pg } else { pid }, libc::SIGKILL) };
             wait_for(&mut sfd, &mut kids, pid, Duration::from_secs(5));
             (-1, Some(TIMED_OUT_MESSAGE))
@@ -316,6 +327,7 @@ pub fn run(o: Options) -> Result<i32> {
         }
     } else {
         // Reap whatever is left (processes that were reparented to us).
+        // SAFETY: waitpid with a null status pointer, which it accepts.
         while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
     }
     result.map(|_| code)

@@ -26,11 +26,11 @@ impl Notify {
     pub fn relay(&self) {
         let mut buf = [0u8; 4096];
         loop {
-            let n = unsafe { libc::recv(self.sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-            if n <= 0 {
-                return;
-            }
-            let msg = &buf[..n as usize];
+            let n = match nix::sys::socket::recv(self.sock.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => n,
+                _ => return,
+            };
+            let msg = &buf[..n];
             let has = |k: &[u8]| msg.split(|&b| b == b'\n').any(|l| l == k);
             let fwd: &[u8] = if has(b"READY=1") {
                 b"READY=1"

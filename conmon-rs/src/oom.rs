@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 pub struct OomWatch {
     inotify: Inotify,
     events: PathBuf,
@@ -21,7 +19,7 @@ pub struct OomWatch {
 fn cgroup2_root() -> Option<PathBuf> {
     ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
         .into_iter()
-        .find(|p| nix::sys::statfs::statfs(*p).map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC).unwrap_or(false))
+        .find(|p| nix::sys::statfs::statfs(*p).map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false))
         .map(PathBuf::from)
 }
 

@@ -2,7 +2,7 @@
 //! (podman passes socketpairs, CRI-O pipes), and conmon's one-line JSON messages on them.
 
 use crate::error::{Error, Result};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// The fd number in environment variable `name`, made close-on-exec so that the runtime and
 /// the container never inherit it.
@@ -61,16 +61,14 @@ pub fn send(fd: &OwnedFd, key: &str, res: i32, msg: Option<&str>) {
     let m = message(key, res, msg);
     let mut off = 0;
     while off < m.len() {
-        // SAFETY: writing from a live buffer to an fd we own.
-        let n = unsafe { libc::write(fd.as_raw_fd(), m[off..].as_ptr().cast(), m.len() - off) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        match nix::unistd::write(fd, &m.as_bytes()[off..]) {
+            Ok(n) => off += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                crate::diag::warn(&format!("cannot write to the caller's pipe: {}", std::io::Error::from(e)));
+                return;
             }
-            crate::diag::warn(&format!("cannot write to the caller's pipe: {}", std::io::Error::last_os_error()));
-            return;
         }
-        off += n as usize;
     }
 }
 
@@ -78,14 +76,10 @@ pub fn send(fd: &OwnedFd, key: &str, res: i32, msg: Option<&str>) {
 pub fn wait_start(fd: &OwnedFd) -> Result<()> {
     let mut buf = [0u8; 8192];
     loop {
-        // SAFETY: reading into a live buffer from an fd we own.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::sys("start-pipe read failed", e));
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("start-pipe read failed", std::io::Error::from(e))),
         }
     }
 }

@@ -24,6 +24,7 @@ pub(crate) const STDIO_BUF: usize = 8192;
 const TTY_HUP_RETRY: Duration = Duration::from_millis(100);
 
 pub(crate) fn set_nonblocking(fd: RawFd) {
+    // SAFETY: F_GETFL/F_SETFL on an fd number; integers only.
     unsafe {
         let fl = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
@@ -33,6 +34,7 @@ pub(crate) fn set_nonblocking(fd: RawFd) {
 /// Read once from `fd` into `buf`: Ok(n), Ok(0) at end, Err(errno).
 pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> std::result::Result<usize, i32> {
     loop {
+        // SAFETY: reading into a live buffer of the length passed.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             return Ok(n as usize);
@@ -124,6 +126,7 @@ impl Io {
             return;
         };
         while !self.stdin_pending.is_empty() {
+            // SAFETY: writing from a live buffer of the length passed, on an fd we own.
             let n = unsafe { libc::write(fd.as_raw_fd(), self.stdin_pending.as_ptr().cast(), self.stdin_pending.len()) };
             if n < 0 {
                 let e = std::io::Error::last_os_error().raw_os_error();
@@ -177,6 +180,7 @@ pub(crate) fn wait_for(sfd: &mut SignalFd, kids: &mut Children, pid: i32, limit:
     kids.reap();
     while !kids.statuses.contains_key(&pid) && Instant::now() < end {
         let mut p = libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one live pollfd.
         unsafe { libc::poll(&mut p, 1, 100) };
         drop_signals(sfd);
         kids.reap();
@@ -250,6 +254,7 @@ pub(crate) fn main_loop(o: &Options, io: &mut Io, sfd: &mut SignalFd, kids: &mut
         }
         let wake = [deadline, io.tty_parked_until].into_iter().flatten().min();
         let timeout_ms = wake.map(|w| w.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(-1);
+        // SAFETY: poll on a live pollfd array of the length passed.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, timeout_ms) } <= 0 {
             continue;
         }

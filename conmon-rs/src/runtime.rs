@@ -115,6 +115,8 @@ pub fn spawn(argv: &[OsString], s: &Spawn) -> Result<i32> {
     if pid > 0 {
         return Ok(pid);
     }
+    // SAFETY: the forked child of single-threaded berth-mon: async-signal-safe calls on memory prepared before the fork (no allocation),
+    // then execve or _exit.
     unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);

@@ -1,5 +1,7 @@
 //! `berth-cri`: command-line parsing only; the work is in the `berth_cri` library.
 
+#![deny(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,9 +2,9 @@
 
 use crate::error::{Context, Error, Result};
 use nix::fcntl::OFlag;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, MsgFlags};
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -23,8 +23,7 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> 
     let name = nix::pty::ptsname_r(&master).ctx("ptsname")?;
     if let Some((h, w)) = size {
         let ws = libc::winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCSWINSZ reads a winsize from the pointer we pass.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        crate::sys::set_winsize(master.as_fd(), &ws);
     }
     let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
         .with_ctx(|| format!("open {name}"))?;
@@ -35,13 +34,11 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> 
     drop(master);
     // The caller made this process a session leader (setsid), so the slave can become its
     // controlling terminal.
-    // SAFETY: TIOCSCTTY takes an int argument.
-    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+    if crate::sys::set_controlling_tty(slave.as_fd()) < 0 {
         return Err(nix::errno::Errno::last()).ctx("make pty the controlling terminal");
     }
     for target in 0..3 {
-        // SAFETY: dup2 onto stdio numbers.
-        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+        if crate::sys::dup2(slave.as_fd(), target) < 0 {
             return Err(nix::errno::Errno::last()).ctx("dup pty onto stdio");
         }
     }
@@ -54,13 +51,9 @@ pub fn recv_master(socket: &OwnedFd) -> Result<OwnedFd> {
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).ctx("receive pty master")?;
-    for c in msg.cmsgs().ctx("receive pty master")? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
+    let (_, fds) = crate::sys::take_fds(msg).ctx("receive pty master")?;
+    if let Some(fd) = fds.into_iter().next() {
+        return Ok(fd);
     }
     Err(Error::Init("console socket message carried no fd".into()))
 }

@@ -119,7 +119,7 @@ pub fn complaint(log: &str, stderr: &str) -> String {
         }
     }
     if lines.is_empty() {
-        let last = stderr.lines().chain(log.lines()).filter(|l| !l.trim().is_empty()).last();
+        let last = stderr.lines().chain(log.lines()).rev().find(|l| !l.trim().is_empty());
         return last.map(|l| strip_stamp(l.trim()).to_string()).unwrap_or_else(|| "no message".into());
     }
     let more = lines.len().saturating_sub(QUOTED_LINES);

@@ -1,5 +1,7 @@
 //! `berth`: runc-compatible command line over the berth_runtime library.
 
+#![deny(unsafe_code)]
+
 use anyhow::Context;
 use berth_runtime::container::{
     checkpoint, create, delete, events, exec as exec_cmd, features, kill, list, pause, ps, restore, run, spec, start, update,

@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_configs() {
-        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|v| v["ociVersion"] = "0.9.0".into()), "unsupported ociVersion"),
             (Box::new(|v| v["root"]["path"] = "nope".into()), "rootfs"),
             (Box::new(|v| v["process"]["args"] = serde_json::json!([])), "args"),

@@ -6,12 +6,10 @@
 //! `SeccompListener`? → `Ready`. A message may carry one fd (SCM_RIGHTS).
 
 use crate::error::{Context, Error, Result};
-use nix::sys::socket::{
-    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
@@ -93,17 +91,8 @@ impl Channel {
                 Err(nix::errno::Errno::EINTR) => continue,
                 r => {
                     let m = r.ctx("sync receive")?;
-                    let mut fd = None;
-                    for c in m.cmsgs().ctx("sync receive")? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for raw in fds {
-                                // SAFETY: the kernel just installed these fds for us.
-                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                                fd.get_or_insert(owned);
-                            }
-                        }
-                    }
-                    break (m.bytes, fd);
+                    let (bytes, fds) = crate::sys::take_fds(m).ctx("sync receive")?;
+                    break (bytes, fds.into_iter().next());
                 }
             }
         };
@@ -142,7 +131,7 @@ mod tests {
         let (m, fd) = a.recv_with_fd("x").unwrap();
         assert_eq!(m, Msg::SeccompListener);
         let fd = fd.expect("fd passed");
-        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        let flags = crate::sys::fd_flags(fd.as_raw_fd());
         assert!(flags & libc::FD_CLOEXEC != 0, "received fds are close-on-exec");
         drop(b);
         assert!(a.recv("Ready").unwrap_err().to_string().contains("exited"));

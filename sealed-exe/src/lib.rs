@@ -18,6 +18,8 @@
 //! error: the runtime fails closed rather than run unprotected.
 
 #![allow(unsafe_code)] // This crate is one of berth's few doors to raw system calls.
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -75,6 +77,7 @@ pub fn sealed_copy(src: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
     let mem = unsafe { OwnedFd::from_raw_fd(mem) };
     // SAFETY: fstat into a zeroed struct we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one stat to the live struct.
     cvt(unsafe { libc::fstat(src.as_raw_fd(), &mut st) })?;
     let mut left = st.st_size as usize;
     let mut off: libc::off_t = 0;

@@ -8,6 +8,9 @@
 //! test executable re-executed as a helper (`helper_child_process`, selected by
 //! `BERTH_CG2_HELPER`), placed in the cgroup between fork and exec.
 
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -66,8 +69,11 @@ fn helper_child_process() {
                 if forked >= 64 {
                     break 0;
                 }
+                // SAFETY: the child only closes fds and pauses (async-signal-safe), so forking this multi-
+                // threaded test process is sound.
                 let pid = unsafe { libc::fork() };
                 if pid == 0 {
+                    // SAFETY: close and pause are async-signal-safe; the child never returns.
                     unsafe {
                         // Let the parent's stdout pipe reach EOF when the parent exits.
                         libc::close(1);

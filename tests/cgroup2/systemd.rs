@@ -344,7 +344,7 @@ fn systemd_malformed_paths_are_refused_with_nothing_created() {
         format!("{t}.slice:p"),          // two fields
         format!("{t}.slice:p:n:x"),      // four fields
         format!("../{t}.slice:p:n"),     // a path in the slice
-        format!("..:p:n"),               // not a slice name
+        "..:p:n".to_string(),            // not a slice name
         format!("{t}--x.slice:p:n"),     // empty slice component
         format!("-{t}.slice:p:n"),       // leading dash
         format!("{t}-.slice:p:n"),       // trailing dash

@@ -85,6 +85,7 @@ impl Daemon {
         while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
             if let Some(p) = d.proc.as_ref() {
                 let pid = p.0.id() as i32;
+                // SAFETY: kill(pid, 0) only probes; integers only.
                 if unsafe { libc::kill(pid, 0) } != 0 {
                     break;
                 }
@@ -100,6 +101,7 @@ impl Daemon {
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut p = self.proc.take().expect("running");
+        // SAFETY: kill(2) on the daemon this fixture spawned; integers only.
         unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
         let st = p.0.wait().unwrap();
         std::mem::forget(p);

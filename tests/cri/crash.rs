@@ -21,6 +21,7 @@ impl Gate {
     fn new(dir: PathBuf) -> Gate {
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = std::ffi::CString::new(dir.join("gate").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo of a NUL-terminated path; integers otherwise.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         Gate { dir }
     }

@@ -1,5 +1,11 @@
 //! Integration tests of `berth-cri` through its CRI gRPC socket, as kubelet would.
 
+// A `Node` holds `network::SERIAL`'s std guard for its whole life, across awaits, on purpose:
+// the tests that change the host's bridges and iptables run one at a time.
+#![allow(clippy::await_holding_lock)]
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod checkpoint;
 mod common;
 mod config;

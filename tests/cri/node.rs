@@ -95,6 +95,7 @@ impl Node {
     /// kill -9 the daemon (its containers and monitors keep running).
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.daemon.proc.take() {
+            // SAFETY: kill(2) on the daemon this fixture spawned; integers only.
             unsafe { libc::kill(p.0.id() as i32, libc::SIGKILL) };
             let _ = p.0.wait();
             std::mem::forget(p);
@@ -247,6 +248,7 @@ impl Node {
         for m in mounts {
             left.push(format!("mount left: {m}"));
             let c = std::ffi::CString::new(m).unwrap();
+            // SAFETY: umount2 of a NUL-terminated path.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
         for (pid, cmd) in berth_tests::proc::reap_processes_mentioning(&format!("{dir}/"), Duration::from_secs(5)) {

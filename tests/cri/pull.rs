@@ -104,6 +104,7 @@ async fn pull_by_tag_and_digest_status_rootfs_remove() {
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "whiteout is a 0:0 char device");
     let mut buf = [0u8; 4];
     let p = std::ffi::CString::new(l2.join("data/opq").to_str().unwrap()).unwrap();
+    // SAFETY: two NUL-terminated strings and a live 4-byte buffer.
     let n = unsafe { libc::lgetxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), 4) };
     assert_eq!(&buf[..n.max(0) as usize], b"y", "opaque xattr");
 

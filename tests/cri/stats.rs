@@ -49,8 +49,8 @@ async fn stats_follow_the_containers_and_the_pod() {
     assert_eq!(s.attributes.as_ref().unwrap().id, busy);
     assert_eq!(s.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "busy");
     assert_eq!(s.attributes.as_ref().unwrap().labels.get("role").map(String::as_str), Some("busy"));
-    let cpu = s.cpu.clone().expect("cpu of a running container");
-    let mem = s.memory.clone().expect("memory of a running container");
+    let cpu = s.cpu.expect("cpu of a running container");
+    let mem = s.memory.expect("memory of a running container");
     assert!(cpu.timestamp > 0 && mem.timestamp > 0);
     // 100000 shell iterations take well over 10 ms of cpu on any machine.
     assert!(v(&cpu.usage_core_nano_seconds) > 10_000_000, "{cpu:?}");

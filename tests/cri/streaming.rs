@@ -230,12 +230,12 @@ async fn streaming_websocket_client_and_hostile_requests() {
     // Malformed upgrades and frames: answered or closed, the daemon goes on.
     let url = exec_url(&mut n, exec_req(&ctr, &["cat"], true, false)).await;
     let hostport = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
-    let path = format!("/{}", url.trim_start_matches("http://").splitn(2, '/').nth(1).unwrap());
+    let path = format!("/{}", url.trim_start_matches("http://").split_once('/').unwrap().1);
     for req in [
         format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
         format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: gopher\r\n\r\n"),
         "GARBAGE\r\n\r\n".to_string(),
-        format!("GET /exec/nope HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+        "GET /exec/nope HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_string(),
     ] {
         let mut s = std::net::TcpStream::connect(&hostport).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

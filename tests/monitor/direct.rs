@@ -47,6 +47,7 @@ fn the_monitor_outlives_its_caller_and_ignores_hup_and_term() {
     // The caller: a shell that starts the monitor and is then SIGKILLed.
     launch_and_start(&mut m, &[]);
     let mon = m.pid().unwrap();
+    // SAFETY: kill(2) on the monitor this test started; integers only.
     unsafe {
         libc::kill(mon, libc::SIGHUP);
         libc::kill(mon, libc::SIGTERM);
@@ -101,6 +102,7 @@ fn attach_round_trip_with_two_clients() {
     let e = attach_read_until(&a, 3, "err two\n", T);
     assert!(e.contains("err two"), "stderr tagged 3: {e:?}");
     // Closing a client's sending side ends the container's stdin (no --leave-stdin-open).
+    // SAFETY: shutdown on a socket the test owns; integers only.
     unsafe { libc::shutdown(a.as_raw_fd(), libc::SHUT_WR) };
     assert!(attach_read_until(&b2, 2, "bye\n", T).contains("bye"));
     assert_eq!(m.exit_code(T), 0);

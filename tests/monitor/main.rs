@@ -8,6 +8,9 @@
 //!
 //! Where berth-mon deliberately differs from conmon, the test prints `SKIPPED for conmon`.
 
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod direct;
 mod exec;
 mod logs;

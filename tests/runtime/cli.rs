@@ -190,10 +190,15 @@ fn no_new_keyring() {
 /// Put `files[i]` at fd `3 + i` of the runtime (without CLOEXEC), so they are inherited.
 fn with_extra_fds(c: &mut std::process::Command, files: &[fs::File]) {
     let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    // Allocated here: the child of a multi-threaded test process must not allocate.
+    let mut tmp: Vec<i32> = Vec::with_capacity(fds.len());
+    // SAFETY: the pre_exec closure only calls fcntl, dup2 and close (async-signal-safe) and
+    // does not allocate (`tmp` has its capacity before the fork).
     unsafe {
         c.pre_exec(move || {
             // dup above the range first so that dup2 onto 3.. cannot clobber a source.
-            let tmp: Vec<i32> = fds.iter().map(|&fd| libc::fcntl(fd, libc::F_DUPFD, 100)).collect();
+            tmp.clear();
+            tmp.extend(fds.iter().map(|&fd| libc::fcntl(fd, libc::F_DUPFD, 100)));
             for (i, fd) in tmp.iter().enumerate() {
                 if libc::dup2(*fd, 3 + i as i32) < 0 {
                     return Err(std::io::Error::last_os_error());

@@ -121,7 +121,7 @@ fn containerd_task_ps() {
     let pids: Vec<i32> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
     assert!(pids.contains(&pid), "tasks ps lists the init {pid}: {ps}");
     let sleeper =
-        pids.iter().copied().find(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with("sleep\0300")));
+        pids.iter().copied().find(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with("sleep\x00300")));
     assert!(sleeper.is_some(), "tasks ps lists the exec'd sleep: {ps}");
     for p in &pids {
         let ns = std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();

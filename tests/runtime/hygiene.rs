@@ -12,6 +12,7 @@ fn only_stdio_reaches_container() {
     // An inheritable fd 7 in the runtime's environment must not leak in.
     let f = fs::File::open("/etc/hostname").unwrap();
     let raw = f.as_raw_fd();
+    // SAFETY: the pre_exec closure only calls dup2 (async-signal-safe).
     rt.create_with(&id, &b, &[], |c| unsafe {
         c.pre_exec(move || {
             if libc::dup2(raw, 7) < 0 {

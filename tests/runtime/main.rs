@@ -12,6 +12,9 @@
 //! legitimately differs (or cannot work on this hybrid-cgroup host) a test prints
 //! `SKIPPED for runc: <reason>` on stderr and returns.
 
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod bad_input;
 mod cgroups;
 mod checkpoint;

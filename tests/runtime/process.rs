@@ -34,7 +34,9 @@ fn rlimit_nofile_lowered() {
 
 #[test]
 fn rlimit_raise_hard_fails() {
+    // SAFETY: rlimit is two integers: all-zero is a valid value.
     let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes one rlimit to the live struct.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
     assert!(r.rlim_max != libc::RLIM_INFINITY);
     let above = (r.rlim_max * 2).min(1 << 20).max(r.rlim_max + 1);

@@ -407,18 +407,24 @@ fn accept_listener(sock: &std::os::unix::net::UnixListener) -> (Value, OwnedFd) 
     let mut buf = vec![0u8; 64 * 1024];
     let mut cbuf = [0u8; 64];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is integers and pointers: all-zero (null) is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = cbuf.len();
+    // SAFETY: msg points at the live iovec and control buffer of the lengths it states.
     let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     assert!(n > 0, "recvmsg from the runtime: {}", std::io::Error::last_os_error());
+    // SAFETY: msg is the header recvmsg just filled.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     assert!(!cmsg.is_null(), "the fd comes with the state (SCM_RIGHTS)");
+    // SAFETY: cmsg is non-null (asserted) and points into the live control buffer.
     let (level, typ) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
     assert_eq!((level, typ), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
+    // SAFETY: SCM_RIGHTS data holds at least one int; read unaligned from the live control buffer.
     let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
+    // SAFETY: the kernel installed this fd for us with the message; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // The rest of the JSON if the runtime split its sends (it must close then). A complete
     // first part is not waited on: runc 1.1 keeps the connection open until it exits.
@@ -435,10 +441,12 @@ fn answer(fd: &OwnedFd, answers: &[i32]) -> Vec<(i32, u32)> {
     let mut seen = vec![];
     for &e in answers {
         let mut n = Notif::default();
+        // SAFETY: NOTIF_RECV writes one seccomp_notif to the live struct.
         let r = unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_RECV, &mut n) };
         assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
         seen.push((n.nr, n.pid));
         let resp = NotifResp { id: n.id, val: 0, error: -e, flags: 0 };
+        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from the live struct.
         let r = unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND, &resp) };
         assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
     }

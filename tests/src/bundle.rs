@@ -61,6 +61,7 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 fn detach_mounts_under(dir: &Path) {
     for m in mounts_under(dir) {
         if let Ok(c) = std::ffi::CString::new(m.clone()) {
+            // SAFETY: umount2 of a NUL-terminated path.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
         eprintln!("cleanup: detached leaked mount {m}");
@@ -313,6 +314,7 @@ impl Bundle {
 /// chown -R (symlinks themselves, not targets).
 pub fn chown_tree(p: &Path, uid: u32, gid: u32) {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: lchown of a NUL-terminated path; integers otherwise.
     unsafe { libc::lchown(c.as_ptr(), uid, gid) };
     if let Ok(md) = fs::symlink_metadata(p) {
         if md.is_dir() {

@@ -25,7 +25,9 @@ pub const CONTROLLERS: [&str; 8] = ["cpuset", "cpu", "io", "memory", "hugetlb", 
 /// File system magic of `path` (`statfs(2)` `f_type`).
 pub fn fs_magic(path: &Path) -> std::io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: libc::statfs is plain integers: all-zero is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs of a NUL-terminated path into the live struct.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -147,6 +149,8 @@ impl Cgroup {
     /// `cgroup.procs` between fork and exec), so everything it allocates is charged here.
     pub fn spawn(&self, cmd: &mut Command) -> Child {
         let procs = CString::new(self.path.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
+        // SAFETY: the pre_exec closure only calls open, write and close on a path built before the fork
+        // (async-signal-safe, no allocation).
         unsafe {
             cmd.pre_exec(move || {
                 // Only async-signal-safe calls between fork and exec.

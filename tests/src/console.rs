@@ -57,24 +57,31 @@ fn recv_fd(sock: i32) -> std::io::Result<Master> {
     let mut buf = [0u8; 4096];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() };
     let mut cbuf = [0u64; 64];
+    // SAFETY: msghdr is integers and pointers: all-zero (null) is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr() as *mut _;
     msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: msg points at the live iovec and control buffer of the lengths it states.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
     let name = String::from_utf8_lossy(&buf[..n as usize]).trim_end_matches('\0').to_string();
+    // SAFETY: msg is the header recvmsg just filled.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     while !cmsg.is_null() {
+        // SAFETY: cmsg is non-null (loop condition) and points into the live control buffer.
         let c = unsafe { &*cmsg };
         if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: SCM_RIGHTS data holds at least one int; read unaligned from the live control buffer.
             let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
+            // SAFETY: the kernel installed this fd for us with the message; nothing else owns it.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             return Ok(Master { name, file: File::from(owned) });
         }
+        // SAFETY: msg and cmsg as above; CMSG_NXTHDR returns null after the last header.
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("message {name:?} carried no SCM_RIGHTS fd")))
@@ -100,6 +107,7 @@ impl Master {
                 break;
             }
             let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: poll on one live pollfd.
             let r = unsafe { libc::poll(&mut p, 1, left.as_millis().min(200) as i32) };
             if r <= 0 {
                 continue;

@@ -1,5 +1,8 @@
 //! Shared helpers for berth's integration tests.
 
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 
 pub mod bundle;

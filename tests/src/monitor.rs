@@ -49,19 +49,23 @@ pub fn skip_unless_berth_mon(test: &str, reason: &str) -> bool {
 /// A SOCK_SEQPACKET socketpair (as podman makes them); the second end goes to the monitor.
 pub fn seqpacket_pair() -> (UnixStream, OwnedFd) {
     let mut fds = [0; 2];
+    // SAFETY: socketpair writes two fds into the live array.
     let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
     assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: socketpair succeeded (asserted): both fds are new and nothing else owns them.
     unsafe { (UnixStream::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
 /// Read one message from `s` within `timeout` (None on timeout or end).
 pub fn recv_msg(s: &UnixStream, timeout: Duration) -> Option<Vec<u8>> {
     let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one live pollfd.
     let r = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
     if r <= 0 {
         return None;
     }
     let mut buf = vec![0u8; 65536];
+    // SAFETY: receiving into a live buffer of the length passed.
     let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n <= 0 {
         return None;
@@ -219,6 +223,8 @@ impl Monitor {
             c.env("_OCI_ATTACHPIPE", f.to_string());
         }
         let keep = fds.clone();
+        // SAFETY: the pre_exec closure only calls fcntl (async-signal-safe) on numbers copied before the
+        // fork.
         unsafe {
             c.pre_exec(move || {
                 for fd in &keep {
@@ -332,8 +338,10 @@ pub fn stream_bytes(recs: &[(String, String, Vec<u8>)], stream: &str) -> Vec<u8>
 }
 
 pub fn connect_seqpacket(p: &Path) -> UnixStream {
+    // SAFETY: socket(2) takes integers only.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
     assert!(fd >= 0);
+    // SAFETY: sockaddr_un is integers and a byte array: all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as u16;
     let bytes = p.as_os_str().as_encoded_bytes();
@@ -341,8 +349,10 @@ pub fn connect_seqpacket(p: &Path) -> UnixStream {
     for (i, b) in bytes.iter().enumerate() {
         addr.sun_path[i] = *b as libc::c_char;
     }
+    // SAFETY: connect reads the live sockaddr_un of the size passed.
     let r = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), std::mem::size_of::<libc::sockaddr_un>() as u32) };
     assert_eq!(r, 0, "connect {}: {}", p.display(), std::io::Error::last_os_error());
+    // SAFETY: fd is the socket created above (asserted valid) and nothing else owns it.
     unsafe { UnixStream::from_raw_fd(fd) }
 }
 
@@ -386,6 +396,7 @@ impl Drop for Monitor {
             if let Ok(fd) = pidfd(*pid) {
                 if !wait_pidfd(&fd, Duration::from_secs(10)) {
                     left.push(format!("monitor {pid} still running after the container was deleted (killed)"));
+                    // SAFETY: kill(2) on a monitor this fixture started; integers only.
                     unsafe { libc::kill(*pid, libc::SIGKILL) };
                 }
             }

@@ -34,6 +34,7 @@ impl Drop for TempDir {
             mounts.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for mp in mounts {
                 if let Ok(c) = std::ffi::CString::new(mp) {
+                    // SAFETY: umount2 of a NUL-terminated path.
                     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
                 }
             }
@@ -51,6 +52,7 @@ pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the process this guard spawned; integers only.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
         let _ = self.0.wait();
     }

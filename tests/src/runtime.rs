@@ -383,6 +383,8 @@ impl Drop for Runtime {
                     eprintln!("cleanup: delete --force {id} failed: {}", o.describe());
                     // Only the init of a container this test created.
                     if let Some(p) = pid.filter(|p| *p > 1) {
+                        // SAFETY: kill(2) takes integers only; the target is a container init this test
+                        // created.
                         unsafe { libc::kill(p, libc::SIGKILL) };
                     }
                 }

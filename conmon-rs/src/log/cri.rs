@@ -196,7 +196,7 @@ mod tests {
             l.write(Stream::Stdout, b"xxxxxxxxxx\n");
         }
         let n = std::fs::metadata(&p).unwrap().len();
-        assert!(n >= 200 && n < 300, "{n}");
+        assert!((200..300).contains(&n), "{n}");
         std::fs::remove_file(p).unwrap();
     }
 

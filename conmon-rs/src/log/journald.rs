@@ -12,9 +12,9 @@ use super::Stream;
 use crate::diag;
 use crate::error::{Error, Result};
 use std::io::{IoSlice, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const PARTIAL_MAX: usize = 8192;
 pub const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
@@ -118,21 +118,16 @@ impl Journal {
 
 /// journald's protocol for big entries: the entry in a sealed memfd, passed as the only
 /// content of an otherwise empty datagram.
-fn send_memfd(sock: &UnixDatagram, path: &PathBuf, entry: &[u8]) -> std::io::Result<()> {
+fn send_memfd(sock: &UnixDatagram, path: &Path, entry: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MFdFlags};
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
-    // SAFETY: memfd_create with a static name; the fd is owned right away.
-    let fd = unsafe { libc::memfd_create(c"berth-mon-journal".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = memfd_create(c"berth-mon-journal", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).map_err(std::io::Error::from)?;
     let mut f = std::fs::File::from(fd);
     f.write_all(entry)?;
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let addr = UnixAddr::new(path.as_path()).map_err(std::io::Error::from)?;
+    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL;
+    fcntl(&f, FcntlArg::F_ADD_SEALS(seals)).map_err(std::io::Error::from)?;
+    let addr = UnixAddr::new(path).map_err(std::io::Error::from)?;
     let fds = [f.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov: [IoSlice; 0] = [];
@@ -203,15 +198,15 @@ mod tests {
         let mut line = big.clone();
         line.push(b'\n');
         j.write(Stream::Stdout, &line);
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+        use nix::sys::socket::{recvmsg, MsgFlags, UnixAddr};
         let mut cbuf = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let m = recvmsg::<UnixAddr>(server.as_raw_fd(), &mut iov, Some(&mut cbuf), MsgFlags::empty()).unwrap();
-        let fd = m.cmsgs().unwrap().find_map(|c| if let ControlMessageOwned::ScmRights(f) = c { Some(f[0]) } else { None }).expect("an fd");
-        let data = std::fs::read(format!("/proc/self/fd/{fd}")).unwrap();
+        let fd = crate::sys::take_fds(m).unwrap().into_iter().next().expect("an fd");
+        let data = std::fs::read(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
         let e = decode(&data);
         assert_eq!(e[0].1.len(), big.len() + 1);
-        unsafe { libc::close(fd) };
+        drop(fd);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

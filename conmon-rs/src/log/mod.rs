@@ -99,7 +99,8 @@ impl Logs {
         }
         if passthrough {
             // A container writing to the caller's terminal could push input into it (TIOCSTI).
-            let tty = (0..3).any(|fd| nix::unistd::isatty(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).unwrap_or(false));
+            use std::io::IsTerminal;
+            let tty = std::io::stdin().is_terminal() || std::io::stdout().is_terminal() || std::io::stderr().is_terminal();
             if tty {
                 return Err(Error::Config("cannot use a tty with passthrough logging mode to prevent attacks via TIOCSTI".into()));
             }

@@ -3,15 +3,9 @@
 
 /// Format `now` (CLOCK_REALTIME) into `out`.
 pub fn now(out: &mut Vec<u8>) {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: plain out-parameter calls.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // localtime_r, not a hand-written UTC conversion: the offset must be the node's, as
     // conmon's is, so that podman and kubelet show the times they show for conmon.
-    if unsafe { libc::localtime_r(&ts.tv_sec, &mut tm) }.is_null() {
-        tm = unsafe { std::mem::zeroed() };
-    }
+    let (ts, tm) = crate::sys::local_now();
     let (sign, off) = if tm.tm_gmtoff < 0 { ('-', -tm.tm_gmtoff) } else { ('+', tm.tm_gmtoff) };
     use std::io::Write;
     let _ = write!(

@@ -194,8 +194,7 @@ fn walk<W: io::Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> Result
 fn is_opaque(p: &Path) -> bool {
     let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
     let mut v = [0u8; 4];
-    // SAFETY: valid C strings and buffer.
-    let n = unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+    let n = crate::sys::lgetxattr(&c, c"trusted.overlay.opaque", &mut v);
     n == 1 && v[0] == b'y'
 }
 
@@ -239,9 +238,14 @@ mod tests {
         let upper = d.join("upper");
         std::fs::create_dir_all(upper.join("etc")).unwrap();
         std::fs::write(upper.join("etc/new"), b"hello").unwrap();
-        let wh = CString::new(upper.join("etc/gone").as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid path; a 0:0 character device is an overlay whiteout.
-        let made = unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) } == 0;
+        // A 0:0 character device is an overlay whiteout.
+        let made = nix::sys::stat::mknod(
+            &upper.join("etc/gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .is_ok();
         let out = d.join(ROOTFS_DIFF);
         write_rootfs_diff(&upper, &out).unwrap();
         let mut a = tar::Archive::new(File::open(&out).unwrap());

@@ -65,10 +65,7 @@ impl FeatureCache {
 /// Whether this kernel has mount_setattr(2) (Linux 5.12): asked with an invalid fd, a
 /// kernel that has it says EBADF, one that lacks it ENOSYS.
 pub fn kernel_has_mount_setattr() -> bool {
-    // SAFETY: no pointer is dereferenced for fd -1; the kernel fails the call early.
-    let r = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null_mut::<libc::c_void>(), 0usize)
-    };
+    let r = crate::sys::mount_setattr_probe();
     !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
 }
 

@@ -5,6 +5,7 @@
 pub mod apparmor;
 pub mod checkpoint;
 pub mod features;
+#[allow(unsafe_code)] // socketpair/pipe2/poll/recv/connect and the monitor's pre_exec
 pub mod monitor;
 pub mod record;
 pub mod runtime;

@@ -49,6 +49,7 @@ fn seqpacket_pair() -> std::io::Result<(UnixStream, OwnedFd)> {
     if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: socketpair succeeded: both fds are new and nothing else owns them.
     Ok(unsafe { (UnixStream::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
@@ -227,6 +228,7 @@ fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: pipe2 succeeded: both fds are new and nothing else owns them.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
@@ -240,7 +242,9 @@ pub fn connect_seqpacket(dir: &std::path::Path, name: &str) -> std::io::Result<O
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is integers and a byte array: all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     if path.len() >= addr.sun_path.len() {

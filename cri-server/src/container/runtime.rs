@@ -56,7 +56,7 @@ impl Runtime {
         };
         if !out.status.success() {
             let e = String::from_utf8_lossy(&out.stderr);
-            let msg = e.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("failed").trim().to_string();
+            let msg = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string();
             return Err(RuntimeError::Failed { path, verb, message: msg });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

@@ -9,8 +9,10 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod registries;
+#[allow(unsafe_code)] // overlay mounts: fsopen/fsconfig/fsmount/open_tree/mount_setattr
 pub mod rootfs;
 pub mod store;
+#[allow(unsafe_code)] // *at() system calls that keep layer extraction inside the rootfs
 pub mod unpack;
 
 /// The names a user-given reference may be stored under (short names qualified with every

@@ -44,6 +44,7 @@ fn mount_from(cwd: &Path, target: CString, data: CString) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         std::env::set_current_dir(&cwd)?;
+        // SAFETY: NUL-terminated strings that outlive the call; data is a NUL-terminated option string.
         let r = unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), 0, data.as_ptr().cast()) };
         if r < 0 {
             return Err(io::Error::last_os_error());
@@ -82,6 +83,7 @@ fn mount_idmapped(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path, 
         let fd =
             cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) })
                 .map_err(|e| io::Error::new(e.kind(), format!("clone layer {}: {e}", l.display())))?;
+        // SAFETY: fd was just returned by open_tree and nothing else owns it.
         let tree = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut attr = libc::mount_attr {
             attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,

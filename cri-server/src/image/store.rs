@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,8 +111,7 @@ pub fn flock(path: &Path, exclusive: bool, nonblock: bool) -> io::Result<FileLoc
     if nonblock {
         op |= libc::LOCK_NB;
     }
-    // SAFETY: valid fd.
-    if unsafe { libc::flock(f.as_raw_fd(), op) } < 0 {
+    if crate::sys::flock(f.as_fd(), op) < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(FileLock(f))

@@ -118,6 +118,7 @@ fn open_beneath(root: RawFd, rel: &[OsString]) -> io::Result<OwnedFd> {
         p.push(b'.');
     }
     let path = CString::new(p).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain integers: all-zero is a valid value (no flags, no resolve).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
@@ -180,6 +181,7 @@ impl Ctx {
 
 /// Removes whatever is at `name` in `dir` (a directory only if `keep_dir` is false).
 fn remove_existing(dir: RawFd, name: &CStr, keep_dir: bool) -> io::Result<bool> {
+    // SAFETY: libc::stat is plain integers: all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers.
     if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } < 0 {
@@ -195,10 +197,13 @@ fn remove_existing(dir: RawFd, name: &CStr, keep_dir: bool) -> io::Result<bool> 
         // SAFETY: valid fd / string.
         let fd =
             check(unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) })?;
+        // SAFETY: a non-negative openat result is a new fd nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         remove_tree_at(owned)?;
+        // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
         check(unsafe { libc::unlinkat(dir, name.as_ptr(), libc::AT_REMOVEDIR) })?;
     } else {
+        // SAFETY: as above.
         check(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) })?;
     }
     Ok(false)
@@ -217,12 +222,15 @@ fn remove_tree_at(dir: OwnedFd) -> io::Result<()> {
 fn set_meta(fd: RawFd, uid: u64, gid: u64, mode: u32, mtime: u64, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
     // SAFETY: valid fd.
     check(unsafe { libc::fchown(fd, uid as libc::uid_t, gid as libc::gid_t) })?;
+    // SAFETY: fchmod on an fd number; integers only.
     check(unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) })?;
     for (k, v) in xattrs {
         let key = CString::new(k.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: NUL-terminated key, live value buffer of the length passed.
         check(unsafe { libc::fsetxattr(fd, key.as_ptr(), v.as_ptr().cast(), v.len(), 0) })?;
     }
     let ts = [libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 }, libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 }];
+    // SAFETY: futimens reads two live timespecs.
     check(unsafe { libc::futimens(fd, ts.as_ptr()) })?;
     Ok(())
 }
@@ -327,6 +335,7 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
         }
         let c = cstr(OsStr::from_bytes(target)).map_err(io_err(&shown, "name"))?;
         remove_existing(pfd, &c, false).map_err(io_err(&shown, "replace"))?;
+        // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
         check(unsafe { libc::mknodat(pfd, c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) }).map_err(io_err(&shown, "mknod whiteout"))?;
         return Ok(());
     }
@@ -337,6 +346,7 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
         T::Directory => {
             let exists = remove_existing(pfd, &cname, true).map_err(io_err(&shown, "replace"))?;
             if !exists {
+                // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
                 check(unsafe { libc::mkdirat(pfd, cname.as_ptr(), 0o700) }).map_err(io_err(&shown, "mkdir"))?;
             }
             let fd = open_beneath(ctx.root.as_raw_fd(), &comps).map_err(io_err(&shown, "open dir"))?;
@@ -344,10 +354,12 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
         }
         T::Regular | T::Continuous => {
             remove_existing(pfd, &cname, false).map_err(io_err(&shown, "replace"))?;
+            // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
             let fd = check(unsafe {
                 libc::openat(pfd, cname.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600)
             })
             .map_err(io_err(&shown, "create"))?;
+            // SAFETY: check() passed: the fd is the new file openat just created, owned by nobody else.
             let mut file = unsafe { File::from_raw_fd(fd) };
             io::copy(&mut entry, &mut file).map_err(|e| UnpackError::Io { path: shown.clone(), op: "write", source: e })?;
             set_meta(file.as_raw_fd(), uid, gid, mode, mtime, &xattrs).map_err(io_err(&shown, "set metadata"))?;
@@ -359,13 +371,16 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
                 .ok_or_else(|| UnpackError::Unsupported { path: shown.clone(), kind: b'2' })?;
             remove_existing(pfd, &cname, false).map_err(io_err(&shown, "replace"))?;
             let t = cstr(target.as_os_str()).map_err(io_err(&shown, "name"))?;
+            // SAFETY: two NUL-terminated strings and a dir fd.
             check(unsafe { libc::symlinkat(t.as_ptr(), pfd, cname.as_ptr()) }).map_err(io_err(&shown, "symlink"))?;
+            // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
             check(unsafe { libc::fchownat(pfd, cname.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) })
                 .map_err(io_err(&shown, "chown symlink"))?;
             let ts = [
                 libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
                 libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
             ];
+            // SAFETY: a dir fd, a NUL-terminated name and two live timespecs.
             check(unsafe { libc::utimensat(pfd, cname.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
                 .map_err(io_err(&shown, "utimes symlink"))?;
         }
@@ -386,6 +401,7 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
                 return Ok(()); // a link to itself
             }
             remove_existing(pfd, &cname, false).map_err(io_err(&shown, "replace"))?;
+            // SAFETY: two dir fds and two NUL-terminated names.
             check(unsafe { libc::linkat(tdir.as_raw_fd(), ctname.as_ptr(), pfd, cname.as_ptr(), 0) })
                 .map_err(io_err(&tshown, "hard link"))?;
         }
@@ -401,8 +417,10 @@ fn unpack_entry<R: Read>(ctx: &Ctx, mut entry: tar::Entry<R>) -> Result<(), Unpa
             let major = hdr.device_major().ok().flatten().unwrap_or(0);
             let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
             remove_existing(pfd, &cname, false).map_err(io_err(&shown, "replace"))?;
+            // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
             check(unsafe { libc::mknodat(pfd, cname.as_ptr(), fmt | (mode & 0o7777), libc::makedev(major, minor)) })
                 .map_err(io_err(&shown, "mknod"))?;
+            // SAFETY: a dir fd and a NUL-terminated name; integers otherwise.
             check(unsafe { libc::fchownat(pfd, cname.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) })
                 .map_err(io_err(&shown, "chown"))?;
         }

@@ -21,7 +21,6 @@ pub fn pause_binary() -> PathBuf {
 /// `userns`: the pod's pinned user namespace and its root's host uid and gid.
 pub fn start(dir: &Path, userns: Option<(&Path, u32, u32)>) -> io::Result<(i32, u64, PathBuf)> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir)?;
     let mut pidfile = dir.join("infra.pid");
     if let Some((_, uid, gid)) = userns {
@@ -35,16 +34,7 @@ pub fn start(dir: &Path, userns: Option<(&Path, u32, u32)>) -> io::Result<(i32, 
     let ns = userns.map(|(p, _, _)| std::fs::File::open(p)).transpose()?;
     let mut cmd = std::process::Command::new(&bin);
     if let Some(ns) = &ns {
-        let fd = ns.as_raw_fd();
-        // SAFETY: between fork and exec only setns and the set*id calls run (async-signal-safe).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWUSER) != 0 || libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::sys::join_userns_as_root_on_exec(&mut cmd, ns.as_raw_fd());
     }
     // No environment: it would be readable in /proc/1/environ by the pod's containers.
     let out = cmd
@@ -74,7 +64,7 @@ pub fn start(dir: &Path, userns: Option<(&Path, u32, u32)>) -> io::Result<(i32, 
 /// End the init (only if `pid` is still the process we started).
 pub fn stop(pid: i32, start: u64) {
     if pid > 0 && crate::container::record::start_time(pid) == Some(start) {
-        // SAFETY: signalling a process we verified by pid and start time.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // A process we verified by pid and start time.
+        crate::sys::kill(pid, libc::SIGKILL);
     }
 }

@@ -12,6 +12,7 @@ pub mod files;
 pub mod infra;
 pub mod namespaces;
 pub mod sysctl;
+#[allow(unsafe_code)] // fork of the helper that creates a pod's user namespace
 pub mod userns;
 
 use serde::{Deserialize, Serialize};

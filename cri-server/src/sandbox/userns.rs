@@ -217,7 +217,6 @@ pub fn pin(dir: &Path, map: &IdMap, net: bool, ipc: bool, uts: Option<&str>) -> 
     r
 }
 
-#[allow(clippy::too_many_arguments)]
 fn drive(
     pid: i32,
     dir: &Path,

@@ -91,11 +91,7 @@ impl CriServer {
 /// RFC 3339 (UTC) of a nanosecond timestamp.
 fn chrono_ns(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000) as libc::time_t;
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers; gmtime_r is thread-safe.
-    if unsafe { libc::gmtime_r(&secs, &mut tm) }.is_null() {
-        return String::new();
-    }
+    let Some(tm) = crate::sys::gmtime(secs) else { return String::new() };
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
         tm.tm_year + 1900,

@@ -9,18 +9,7 @@ use crate::container::record::ContainerState;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::ContainerEventType as T;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use tokio::io::unix::AsyncFd;
 use tonic::Status;
-
-/// The inotify instance as tokio registers it (nix's type has no `AsRawFd`).
-struct Watch(Inotify);
-
-impl std::os::fd::AsRawFd for Watch {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsFd;
-        self.0.as_fd().as_raw_fd()
-    }
-}
 
 impl CriServer {
     fn event(&self, id: &str, sandbox_id: &str, t: T) -> cri::ContainerEventResponse {
@@ -67,9 +56,7 @@ impl CriServer {
         std::fs::create_dir_all(&dir)?;
         let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         ino.add_watch(&dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE)?;
-        // SAFETY: the Inotify owns its fd, and nothing closes or replaces it while the
-        // AsyncFd holds it.
-        let fd = unsafe { AsyncFd::register(Watch(ino))? };
+        let fd = crate::sys::async_inotify(ino)?;
         let srv = self.clone();
         // Containers that ended while nobody watched (before this call).
         for c in srv.registry.containers() {
@@ -88,7 +75,7 @@ impl CriServer {
                         return;
                     }
                 };
-                let events = match guard.try_io(|f| f.get_ref().0.read_events().map_err(std::io::Error::from)) {
+                let events = match guard.try_io(|f| f.get_ref().inotify().read_events().map_err(std::io::Error::from)) {
                     Ok(Ok(evs)) => evs,
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "reading exit-file events");

@@ -4,7 +4,7 @@
 //! stdin the other way, and turns resize messages into the monitor's `ctl` lines.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,10 +31,8 @@ impl Drop for KillGuard {
     fn drop(&mut self) {
         if self.armed && self.pid > 0 {
             // Its own session and group (berth starts every process so): the group first.
-            unsafe {
-                libc::kill(-self.pid, libc::SIGKILL);
-                libc::kill(self.pid, libc::SIGKILL);
-            }
+            crate::sys::kill(-self.pid, libc::SIGKILL);
+            crate::sys::kill(self.pid, libc::SIGKILL);
         }
     }
 }
@@ -152,10 +150,7 @@ impl CriServer {
 }
 
 fn set_nonblocking(fd: &OwnedFd) {
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    crate::sys::set_nonblocking(fd.as_fd());
 }
 
 /// Relay between an attach socket and a session until the monitor closes the socket (the
@@ -178,15 +173,7 @@ pub async fn relay(
             Ok(g) => g,
             Err(e) => break Err(e),
         };
-        let r = g.try_io(|inner| {
-            // SAFETY: receiving into a live buffer.
-            let n = unsafe { libc::recv(inner.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
+        let r = g.try_io(|inner| crate::sys::recv(inner.get_ref().as_fd(), &mut buf, libc::MSG_DONTWAIT));
         let n = match r {
             Err(_would_block) => continue,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -212,17 +199,7 @@ pub async fn relay(
 async fn send_packet(afd: &AsyncFd<OwnedFd>, data: &[u8]) -> std::io::Result<()> {
     loop {
         let mut g = afd.writable().await?;
-        let r = g.try_io(|inner| {
-            // SAFETY: sending from a live buffer.
-            let n = unsafe {
-                libc::send(inner.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-            };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        });
+        let r = g.try_io(|inner| crate::sys::send(inner.get_ref().as_fd(), data, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL).map(drop));
         match r {
             Err(_would_block) => continue,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -258,7 +235,7 @@ async fn input_loop(
                 None => {
                     stdin = None;
                     if close_stdin {
-                        unsafe { libc::shutdown(afd.get_ref().as_raw_fd(), libc::SHUT_WR) };
+                        crate::sys::shutdown(afd.get_ref().as_fd(), libc::SHUT_WR);
                     }
                 }
             },

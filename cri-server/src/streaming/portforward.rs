@@ -197,7 +197,7 @@ pub fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
     for kv in query.unwrap_or("").split('&') {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         if k == "port" || k == "ports" {
-            for p in v.split(|c| c == ',' || c == '+').filter(|p| !p.is_empty()) {
+            for p in v.split([',', '+']).filter(|p| !p.is_empty()) {
                 out.push(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port {p:?}"))?);
             }
         }
@@ -318,11 +318,7 @@ where
     let from_ws = async move {
         while let Some(Ok(m)) = stream.next().await {
             match m {
-                Message::Binary(b) => {
-                    if owr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(b) if owr.write_all(&b).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }

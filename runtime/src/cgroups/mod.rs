@@ -234,8 +234,8 @@ pub fn signal_all(dir: &Path, sig: i32) -> Result<()> {
     }
     let thaw = !freezer::is_frozen(dir) && freezer::set(dir, true).is_ok();
     for pid in pids(dir) {
-        // SAFETY: kill(2) has no memory effects; a process gone meanwhile is fine.
-        unsafe { libc::kill(pid, sig) };
+        // A process gone meanwhile is fine.
+        crate::sys::kill(pid, sig);
     }
     if thaw {
         freezer::set(dir, false)?;
@@ -270,8 +270,8 @@ pub fn remove(dir: &Path) -> Result<()> {
         fs::write(dir, "cgroup.kill", "1")?;
     } else {
         for pid in pids(dir) {
-            // SAFETY: as above; only kernels before 5.14 lack cgroup.kill.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Only kernels before 5.14 lack cgroup.kill.
+            crate::sys::kill(pid, libc::SIGKILL);
         }
     }
     wait_empty(dir)?;

@@ -13,6 +13,7 @@
 //!   (`/dev/null`, a log file: on a mount the container does not have, which criu cannot
 //!   dump) is dumped as an external file (`--external file[mnt_id:inode]`, which covers
 //!   every fd of the tree open on it), its key kept in `external-stdio.json` for restore.
+//!
 //! The processes are frozen through the container's cgroup (`--freeze-cgroup`). Without
 //! `--leave-running` criu kills them once dumped: the container is then `stopped` (its
 //! state is kept until `delete`, or replaced by `restore` under the same id).
@@ -175,10 +176,8 @@ pub(crate) fn external_mounts(spec: &Spec) -> Vec<ExternalMount> {
         let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
         if bind {
             v.push(ExternalMount { dest, source: m.source().clone() });
-        } else if typ == "cgroup" || typ == "cgroup2" {
-            if !cgroupns {
-                v.push(ExternalMount { dest, source: None });
-            }
+        } else if (typ == "cgroup" || typ == "cgroup2") && !cgroupns {
+            v.push(ExternalMount { dest, source: None });
         }
     }
     if has_namespace(spec, LinuxNamespaceType::User) {

@@ -43,8 +43,8 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for pid in self.pids.drain(..) {
             let fd = pidfd::open(pid);
-            // SAFETY: kill(2) on a process we cloned.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // A process we cloned.
+            crate::sys::kill(pid, libc::SIGKILL);
             // Reap our own children; wait for reparented ones to disappear.
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
             if let Some(fd) = fd {

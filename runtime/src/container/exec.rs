@@ -219,8 +219,8 @@ fn unexpected(m: Msg) -> Error {
 
 /// Kills and reaps a child of the exec that failed before execve.
 fn reap(pid: i32) {
-    // SAFETY: kill(2); the process failed before execve and is ours (or our grandchild).
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The process failed before execve and is ours (or our grandchild).
+    crate::sys::kill(pid, libc::SIGKILL);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
 }
 

@@ -21,8 +21,7 @@ fn namespaces() -> Vec<&'static str> {
 /// Id-mapped bind mounts need open_tree/mount_setattr/move_mount (Linux 5.12); probed by a
 /// call that fails with EBADF where the syscall exists.
 pub fn idmap_mounts() -> bool {
-    // SAFETY: an invalid fd and a null attr: the kernel only validates and returns.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, std::ptr::null_mut::<libc::mount_attr>(), 0usize) };
+    let r = crate::sys::mount_setattr_probe();
     !(r < 0 && nix::errno::Errno::last() == nix::errno::Errno::ENOSYS)
 }
 

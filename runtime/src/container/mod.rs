@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
+#[allow(unsafe_code)] // fork of the exec process
 pub mod exec;
 pub mod features;
 pub mod kill;

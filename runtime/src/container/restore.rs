@@ -14,6 +14,7 @@
 //! 4. `--restore-detached --restore-sibling`: the restored init is berth's child; its pid
 //!    comes from criu's `--pidfile`; state.json is written (status `running`: there is no
 //!    exec fifo) and `--pid-file`.
+//!
 //! Without `--detach` berth then waits for the container like `run` and deletes it.
 //! Hooks are not run on restore. Any failure removes the cgroup and the state directory.
 
@@ -232,37 +233,7 @@ fn pre_exec(
     let procs = cstr(&cgroup.join("cgroup.procs"))?;
     let rootfs = cstr(rootfs)?;
     let target = cstr(criu_root)?;
-    Ok(Box::new(move || {
-        let err = std::io::Error::last_os_error;
-        // SAFETY: plain system calls on NUL-terminated strings owned by the closure.
-        unsafe {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(err());
-            }
-            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if n != 1 {
-                return Err(err());
-            }
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return Err(err());
-            }
-            if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
-                return Err(err());
-            }
-            if libc::mount(rootfs.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()) != 0 {
-                return Err(err());
-            }
-            for &fd in &keep {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(err());
-                }
-            }
-        }
-        Ok(())
-    }))
+    Ok(Box::new(move || crate::sys::criu_restore_child(&procs, &rootfs, &target, &keep)))
 }
 
 /// Foreground restore: forward signals to the restored init (berth's child), return its

@@ -77,8 +77,8 @@ pub(crate) fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32> {
             Ok(Some(info)) => {
                 let sig = info.ssi_signo as i32;
                 if sig != libc::SIGCHLD {
-                    // SAFETY: kill(2) on our (reparented) child, not yet reaped.
-                    unsafe { libc::kill(pid, sig) };
+                    // Our (reparented) child, not yet reaped.
+                    crate::sys::kill(pid, sig);
                 }
             }
             Ok(None) | Err(nix::errno::Errno::EINTR) => {}

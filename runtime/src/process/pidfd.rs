@@ -1,13 +1,10 @@
 //! pidfds: race-free handles on processes we did not necessarily fork.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 pub fn open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a non-negative return is a fresh fd we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::sys::pidfd_open(pid)
 }
 
 /// Waits until the process behind `pidfd` exits; false on timeout.
@@ -28,9 +25,7 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 
 /// Sends a signal through a pidfd (no pid-reuse race).
 pub fn signal(pidfd: &OwnedFd, sig: i32) -> nix::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on an fd we own.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, 0usize, 0u32) };
+    let r = crate::sys::pidfd_send_signal(pidfd.as_fd(), sig);
     if r < 0 {
         Err(nix::errno::Errno::last())
     } else {

@@ -32,8 +32,7 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
             return Err(Error::Spec(format!("rlimit {:?}: soft {} above hard {}", l.typ(), l.soft(), l.hard())));
         }
         let r = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
-        // SAFETY: setrlimit reads the struct we pass.
-        if unsafe { libc::setrlimit(resource(l.typ()), &r) } != 0 {
+        if crate::sys::setrlimit(resource(l.typ()), &r) != 0 {
             return Err(nix::errno::Errno::last()).with_ctx(|| format!("set rlimit {:?} to {}/{}", l.typ(), l.soft(), l.hard()));
         }
     }

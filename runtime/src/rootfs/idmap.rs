@@ -93,6 +93,7 @@ pub fn idmapped_tree(src: &Path, recursive: bool, userns: BorrowedFd) -> Result<
     }
     // SAFETY: a NUL-terminated path; the returned fd is new and ours.
     let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags as libc::c_uint) };
+    // SAFETY: Errno::result passed: the fd is the new one open_tree returned, owned by nobody else.
     let tree = unsafe { OwnedFd::from_raw_fd(Errno::result(r)? as i32) };
     let mut attr = libc::mount_attr { attr_set: libc::MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
     let at = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };

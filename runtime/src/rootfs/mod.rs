@@ -2,10 +2,13 @@
 //! hardening after it.
 
 pub mod devices;
+#[allow(unsafe_code)] // open_tree/mount_setattr/move_mount
 pub mod idmap;
+#[allow(unsafe_code)] // mount_setattr
 pub mod mount_attr;
 pub mod mounts;
 pub mod paths;
+#[allow(unsafe_code)] // openat2
 pub mod safe_path;
 
 use crate::error::{Context, Error, Result};

@@ -301,6 +301,14 @@ pub fn is_fresh_mount_at(mounts: &[Mount], dest: &str) -> bool {
     })
 }
 
+/// Whether /proc/filesystems lists `typ` (else assume it does: the mount error stands).
+fn known_filesystem(typ: &str) -> bool {
+    match std::fs::read_to_string("/proc/filesystems") {
+        Ok(list) => list.lines().any(|l| l.split_whitespace().last() == Some(typ)),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,13 +329,5 @@ mod tests {
     fn later_options_override_earlier() {
         let o = parse_options(&s(&["ro", "rw", "noexec", "exec"]));
         assert!(o.flags.is_empty());
-    }
-}
-
-/// Whether /proc/filesystems lists `typ` (else assume it does: the mount error stands).
-fn known_filesystem(typ: &str) -> bool {
-    match std::fs::read_to_string("/proc/filesystems") {
-        Ok(list) => list.lines().any(|l| l.split_whitespace().last() == Some(typ)),
-        Err(_) => true,
     }
 }

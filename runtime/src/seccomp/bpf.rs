@@ -217,7 +217,7 @@ pub fn run_counted(prog: &[SockFilter], nr: u32, arch: u32, args: [u64; 6]) -> (
         match i.code {
             LD_W_ABS => {
                 let o = i.k as usize;
-                assert!(o % 4 == 0 && o + 4 <= 64, "bad load offset {o}");
+                assert!(o.is_multiple_of(4) && o + 4 <= 64, "bad load offset {o}");
                 a = u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
             }
             ALU_AND_K => a &= i.k,

@@ -19,6 +19,7 @@
 
 pub mod bpf;
 pub mod compile;
+#[allow(unsafe_code)] // seccomp(2)
 pub mod install;
 pub mod notify;
 pub mod syscalls;

@@ -28,6 +28,7 @@ pub mod process;
 pub mod resources;
 pub mod seccomp;
 pub mod security;
+#[allow(unsafe_code)] // openat2/openat walks of the image's passwd and group
 pub mod user;
 
 #[cfg(test)]

@@ -126,12 +126,7 @@ fn parse_version(s: &str) -> Option<(u32, u32)> {
 pub fn host_kernel() -> (u32, u32) {
     static K: OnceLock<(u32, u32)> = OnceLock::new();
     *K.get_or_init(|| {
-        // SAFETY: uname fills the struct it is given.
-        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-        if unsafe { libc::uname(&mut u) } != 0 {
-            return (0, 0);
-        }
-        let rel: Vec<u8> = u.release.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        let Some(rel) = crate::sys::kernel_release() else { return (0, 0) };
         parse_version(&String::from_utf8_lossy(&rel)).unwrap_or((0, 0))
     })
 }

@@ -272,7 +272,7 @@ fn bad_requests_name_the_problem() {
 /// The built spec with berth's RuntimeDefault profile, run by berth itself on a busybox rootfs.
 #[test]
 fn berth_runs_the_built_spec_with_the_default_profile() {
-    if unsafe { libc::geteuid() } != 0 {
+    if crate::sys::geteuid() != 0 {
         eprintln!("SKIP berth_runs_the_built_spec_with_the_default_profile: needs root");
         return;
     }

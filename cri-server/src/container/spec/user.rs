@@ -67,6 +67,7 @@ fn parse_group(text: &str) -> Vec<Group> {
 }
 
 fn openat2_in_root(dir: &OwnedFd, rel: &CString) -> std::io::Result<OwnedFd> {
+    // SAFETY: open_how is plain integers: all-zero is a valid value (no flags, no resolve).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
@@ -359,7 +360,9 @@ mod tests {
         // Both fallbacks: the O_NOFOLLOW walk refuses the link outright.
         let dir = {
             let c = CString::new(t.path().to_str().unwrap()).unwrap();
+            // SAFETY: open of a NUL-terminated path of the test's own temp dir.
             let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
+            // SAFETY: the fd was just opened by this test and nothing else owns it.
             unsafe { OwnedFd::from_raw_fd(fd) }
         };
         assert_eq!(open_nofollow(&dir, "etc/passwd").unwrap_err().raw_os_error(), Some(libc::ELOOP));

@@ -208,7 +208,6 @@ pub fn encode(f: &Frame, out: &mut BytesMut) {
             out.put_u32(stream & 0x7fff_ffff);
             out.put_u32((u32::from(*flags) << 24) | (data.len() as u32 & 0xff_ffff));
             out.put_slice(data);
-            return;
         }
         Frame::SynStream { stream, associated, priority, flags, block } => {
             p.put_u32(*stream);

@@ -3,6 +3,7 @@
 //! Without a program every device would be reachable, so one is attached on every create,
 //! rules or not; `update` with device rules replaces it.
 
+#[allow(unsafe_code)] // bpf(2)
 pub mod bpf;
 pub mod program;
 

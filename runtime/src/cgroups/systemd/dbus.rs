@@ -75,7 +75,7 @@ pub struct Buf(pub Vec<u8>);
 
 impl Buf {
     fn pad(&mut self, align: usize) {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0);
         }
     }
