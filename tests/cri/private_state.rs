@@ -28,10 +28,11 @@ fn readable_secrets(root: &Path, needle: &str, out: &mut Vec<String>) {
         let (p, Ok(m)) = (e.path(), e.path().symlink_metadata()) else { continue };
         if m.is_dir() {
             readable_secrets(&p, needle, out);
-        } else if m.is_file() && m.permissions().mode() & 0o044 != 0 {
-            if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-                out.push(format!("{} ({:o})", p.display(), m.permissions().mode() & 0o7777));
-            }
+        } else if m.is_file()
+            && m.permissions().mode() & 0o044 != 0
+            && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            out.push(format!("{} ({:o})", p.display(), m.permissions().mode() & 0o7777));
         }
     }
 }
