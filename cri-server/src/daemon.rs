@@ -89,9 +89,6 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_at(&sock)(e)),
     }
-    let listener = UnixListener::bind(&sock).map_err(io_at(&sock))?;
-    fs::set_permissions(&sock, fs::Permissions::from_mode(0o660)).map_err(io_at(&sock))?;
-
     let config = Arc::new(cfg);
     let srv = CriServer::new(config.clone(), store);
     srv.recover().await;
@@ -100,6 +97,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     if config.metrics.enable {
         start_metrics(&srv).await?;
     }
+    // The socket appears last: a client that finds it finds the daemon recovered and every
+    // listener (streaming, metrics) up.
+    let listener = UnixListener::bind(&sock).map_err(io_at(&sock))?;
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o660)).map_err(io_at(&sock))?;
     tracing::info!(socket = %sock.display(), image_root = %config.image.root.display(), "berth-cri serving CRI v1");
 
     let mut term = signal(SignalKind::terminate()).map_err(io_at(&sock))?;

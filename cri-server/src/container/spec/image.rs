@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(c.env, ["PATH=/bin", "A=1"]);
         assert_eq!(c.working_dir, "/srv");
         assert_eq!(c.user, "app:staff");
-        assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(c.stop_signal.as_deref(), Some("3"), "SIGQUIT as the number handed to the runtime");
         assert_eq!(c.volumes, ["/cache", "/data"]);
     }
 
